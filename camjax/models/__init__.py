@@ -1,0 +1,53 @@
+"""CAM networks: a registry of backbones, each ending in the CAM head.
+
+``create(name, num_classes, **kw)`` returns a Flax module whose
+``apply(variables, images, train=False)`` gives ``(logits, features)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from camjax.models.head import CAMHead, CAMNet
+from camjax.models.tiny import TinyBackbone
+
+
+def _tiny_gap(num_classes: int, widths=(16, 32, 64), head_features: int = 128,
+              dtype: Any = jnp.float32) -> CAMNet:
+    return CAMNet(
+        backbone=TinyBackbone(widths=tuple(widths), dtype=dtype),
+        head=CAMHead(num_classes, conv_features=(head_features,), dtype=dtype),
+        min_input_size=4,
+    )
+
+
+# name -> factory(num_classes, **kw) -> CAMNet. Other backbones register here too.
+REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "tiny_gap": _tiny_gap,
+}
+
+
+def create(name: str, num_classes: int, **kw: Any) -> nn.Module:
+    """Build the CAM network ``name`` with ``num_classes`` outputs."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    return REGISTRY[name](num_classes, **kw)
+
+
+def classifier(variables: Any) -> tuple[jax.Array, jax.Array]:
+    """The head's dense layer: ``(kernel [K, C], bias [C])``, the weights CAM uses."""
+    try:
+        dense = variables["params"]["head"]["classifier"]
+    except (KeyError, TypeError) as e:
+        raise ValueError("variables hold no CAM head (params/head/classifier)") from e
+    return dense["kernel"], dense["bias"]
+
+
+__all__ = ["REGISTRY", "CAMHead", "CAMNet", "classifier", "create"]
