@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from camjax.models.alexnet import alexnet_gap, alexnet_star_gap
+from camjax.models.efficientnet import efficientnet_lite0_gap
 from camjax.models.googlenet import googlenet_gap, googlenet_gmp
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.resnet import resnet50_gap
@@ -39,6 +40,7 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "googlenet_gap": googlenet_gap,
     "googlenet_gmp": googlenet_gmp,
     "resnet50_gap": resnet50_gap,
+    "efficientnet_lite0_gap": efficientnet_lite0_gap,
 }
 
 
