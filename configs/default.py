@@ -14,6 +14,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.name = "tiny_gap"
     c.model.kwargs = ml_collections.ConfigDict()  # passed to camjax.models.create
+    # Compute dtype ("float32" | "bfloat16"); params and the loss stay float32.
+    c.model.dtype = "float32"
+    # BatchNorm backbones: True passes bn_axis_name="batch" (statistics over the global
+    # batch); False keeps per-device statistics (averaged after each step so replicas
+    # stay equal). Ignored by models without BatchNorm.
+    c.model.sync_batch_norm = False
+    # Pretrained weights file for camjax.pretrained.load_into (None: from scratch).
+    c.init_from = ml_collections.FieldReference(None, field_type=str)
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "camjax_shapes"  # camjax_shapes | imagenet2012 | caltech_birds2011
@@ -34,5 +42,41 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.shapes.num_validation = 500
     c.data.shapes.num_test = 500
     c.data.shapes.image_size = 64
+
+    # Training (camjax.train). batch_size is global (all devices, all processes).
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 64
+    c.train.num_steps = 600
+    c.train.log_every = 50
+    c.train.checkpoint_every = 200
+    c.train.keep_checkpoints = 2
+    c.train.async_checkpoints = True
+    c.train.eval_every = 0  # 0: evaluate at the end only
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.learning_rate = 0.05
+    c.optimizer.momentum = 0.9
+    c.optimizer.weight_decay = 5e-4
+    c.optimizer.head_lr_multiplier = 1.0  # > 1 when the backbone is pretrained
+    c.optimizer.schedule = "cosine"  # step | cosine | constant
+    c.optimizer.lr_decay_every = 0  # step schedule: multiply by lr_decay_factor every N
+    c.optimizer.lr_decay_factor = 0.1
+    c.optimizer.warmup_steps = 30  # cosine schedule only
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 128
+    c.eval.cam_threshold_steps = 100  # MaxBoxAccV2 CAM thresholds in [0, 1)
+    c.eval.iou_thresholds = (0.3, 0.5, 0.7)
+    c.eval.max_batches = 0  # 0: the whole split
+
+    c.parallel = "pmap"  # pmap | shard_map
+    c.distributed = ml_collections.ConfigDict()
+    # jax.distributed.initialize: "auto" when JAX's cluster env vars are set (or
+    # coordinator_address is given), "on" always, "off" never.
+    c.distributed.mode = "auto"
+    c.distributed.coordinator_address = ml_collections.FieldReference(None, field_type=str)
+    c.distributed.num_processes = ml_collections.FieldReference(None, field_type=int)
+    c.distributed.process_id = ml_collections.FieldReference(None, field_type=int)
+    c.distributed.cpu_collectives = "gloo"  # CPU-only multi-process runs
 
     return c
