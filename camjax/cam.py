@@ -1,0 +1,148 @@
+"""Class activation maps (Zhou et al., CVPR 2016) and the map post-processing.
+
+A CAM network pools its last conv map ``f_k(x, y)`` by global average pooling and scores
+class ``c`` with one dense layer, ``S_c = sum_k w_kc * mean_xy f_k(x, y) + b_c``. Moving
+the sum inside the mean gives the class activation map
+
+    M_c(x, y) = sum_k w_kc f_k(x, y),    so that    mean_xy M_c + b_c = S_c    (Eq. 2-3).
+
+Everything here is a pure function of arrays: it runs under ``jit``, ``vmap`` and
+``pmap``. Maps keep the class axis before the spatial axes: ``[..., h, w]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+UPSAMPLE_METHODS: tuple[str, ...] = ("bilinear", "bicubic")
+NORMALIZE_MODES: tuple[str, ...] = ("minmax", "max")
+
+
+def _is_concrete(x: jax.Array) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def class_activation_maps(
+    features: jax.Array, kernel: jax.Array, class_ids: jax.Array
+) -> jax.Array:
+    """Raw CAMs ``M_c(x, y) = sum_k w_kc f_k(x, y)`` (Zhou et al., CVPR 2016, Eq. 2).
+
+    Args:
+      features: ``[B, h, w, K]``, the map the network's global pooling reads.
+      kernel: ``[K, C]``, the classifier's dense kernel (``camjax.models.classifier``).
+      class_ids: ``[B, N]`` integer class ids, a different set of ``N`` per image.
+
+    Returns:
+      ``[B, N, h, w]`` float32 maps, no bias, no normalization. For a GAP network
+      ``maps.mean((-2, -1)) + bias[class_ids] == logits[class_ids]``.
+
+    Out-of-range ids raise ``ValueError`` when ``class_ids`` is concrete; under ``jit``
+    they cannot be checked and their maps are NaN.
+    """
+    if features.ndim != 4:
+        raise ValueError(f"features must be [B, h, w, K], got shape {tuple(features.shape)}")
+    if kernel.ndim != 2 or kernel.shape[0] != features.shape[-1]:
+        raise ValueError(
+            f"kernel must be [K, C] with K = {features.shape[-1]} (the features' channels), "
+            f"got shape {tuple(kernel.shape)}"
+        )
+    class_ids = jnp.asarray(class_ids)
+    if class_ids.ndim != 2 or class_ids.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"class_ids must be [B, N] with B = {features.shape[0]}, "
+            f"got shape {tuple(class_ids.shape)}"
+        )
+    if not jnp.issubdtype(class_ids.dtype, jnp.integer):
+        raise ValueError(f"class_ids must be integers, got dtype {class_ids.dtype}")
+    num_classes = kernel.shape[1]
+    if _is_concrete(class_ids) and class_ids.size:
+        lo, hi = int(class_ids.min()), int(class_ids.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"class_ids must lie in [0, {num_classes}), got [{lo}, {hi}]")
+    # [B, N, K]: each image's own classifier columns. "fill" makes a bad id visible (NaN)
+    # under jit instead of silently clamping it to another class.
+    weights = jnp.take(
+        kernel.astype(jnp.float32).T, class_ids, axis=0, mode="fill", fill_value=jnp.nan
+    )
+    return jnp.einsum(
+        "bhwk,bnk->bnhw",
+        features.astype(jnp.float32),
+        weights,
+        precision=jax.lax.Precision.HIGHEST,
+    )
+
+
+def upsample(maps: jax.Array, size: int | Sequence[int], method: str = "bilinear") -> jax.Array:
+    """Resize the last two axes of ``maps`` to ``size`` (``int`` or ``(H, W)``).
+
+    ``"bilinear"`` uses half-pixel centres (as OpenCV's ``INTER_LINEAR``, PyTorch's
+    ``align_corners=False``). ``"bicubic"`` is the cubic kernel the WSOL benchmark code
+    (Choe et al., CVPR 2020) resizes with; JAX's Keys kernel has ``a = -0.5`` where
+    OpenCV's ``INTER_CUBIC`` has ``a = -0.75``, so values differ slightly from OpenCV.
+    Bicubic can overshoot the input range; :func:`normalize` afterwards maps to [0, 1].
+    """
+    if method not in UPSAMPLE_METHODS:
+        raise ValueError(f"upsample method must be one of {UPSAMPLE_METHODS}, got {method!r}")
+    if maps.ndim < 2:
+        raise ValueError(f"maps must be [..., h, w], got shape {tuple(maps.shape)}")
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be a positive int or (H, W), got {size!r}")
+    maps = maps.astype(jnp.float32)
+    if tuple(maps.shape[-2:]) == size:
+        return maps
+    return jax.image.resize(maps, maps.shape[:-2] + size, method=method)
+
+
+def normalize(maps: jax.Array, mode: str = "minmax", relu: bool = False) -> jax.Array:
+    """Scale each map (last two axes) into [0, 1].
+
+    ``"minmax"``: ``(M - min M) / (max M - min M)``, as the WSOL benchmark (Choe et al.,
+    CVPR 2020) does. ``"max"``: ``max(M, 0) / max M``, as the paper's released code
+    divides by the maximum (negatives clipped so the result stays in [0, 1]).
+    ``relu=True`` applies ``max(M, 0)`` first.
+
+    Defined results for degenerate maps, so this never yields NaN or inf and works
+    under ``jit``: a constant map (``max == min``), an all-negative map in ``"max"``
+    mode (or any map after ``relu`` that is all <= 0) give all zeros. Non-finite pixels
+    (NaN, +-inf, e.g. from NaN input features) are treated as missing: they are left out
+    of the min/max and come out as 0; an all-non-finite map gives zeros.
+    """
+    if mode not in NORMALIZE_MODES:
+        raise ValueError(f"normalize mode must be one of {NORMALIZE_MODES}, got {mode!r}")
+    if maps.ndim < 2:
+        raise ValueError(f"maps must be [..., h, w], got shape {tuple(maps.shape)}")
+    maps = maps.astype(jnp.float32)
+    finite = jnp.isfinite(maps)
+    if relu:
+        maps = jnp.maximum(maps, 0.0)
+    axes = (-2, -1)
+    hi = jnp.max(jnp.where(finite, maps, -jnp.inf), axis=axes, keepdims=True)
+    if mode == "minmax":
+        lo = jnp.min(jnp.where(finite, maps, jnp.inf), axis=axes, keepdims=True)
+        shifted = maps - lo
+    else:
+        lo = jnp.zeros_like(hi)
+        shifted = jnp.maximum(maps, 0.0)
+    span = hi - lo
+    # span is +inf only when some map has no finite pixel (or the range overflows);
+    # span <= 0 for constant maps and all-negative maps in "max" mode.
+    ok = jnp.isfinite(span) & (span > 0)
+    safe_span = jnp.where(ok, span, 1.0)
+    out = jnp.where(finite & ok, shifted / safe_span, 0.0)
+    # Rounding in (M - min) / span can land a hair outside [0, 1].
+    return jnp.clip(out, 0.0, 1.0)
+
+
+__all__ = [
+    "NORMALIZE_MODES",
+    "UPSAMPLE_METHODS",
+    "class_activation_maps",
+    "normalize",
+    "upsample",
+]

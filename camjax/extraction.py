@@ -1,0 +1,203 @@
+"""``camjax.extract``: logits, top-k classes, their maps and boxes in one jitted call.
+
+The network runs once; the maps of the top-k classes (and, on request, of the
+ground-truth class: the "GT-known" protocol) are computed from that same pass, resized
+to the input size, normalised to [0, 1], and boxed the paper's way (pixels at or above
+``threshold`` times the map's maximum, box of the largest connected component; Zhou et
+al., CVPR 2016, Sec. 3.2). The module is named ``extraction`` because
+``python -m camjax.extract`` is the command-line entry point.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from camjax.cam import NORMALIZE_MODES, UPSAMPLE_METHODS, _is_concrete, normalize, upsample
+from camjax.saliency import CORES, METHODS, split
+
+_STATIC = (
+    "model",
+    "top_k",
+    "method",
+    "threshold",
+    "normalization",
+    "upsample_method",
+    "num_boxes",
+)
+
+
+def map_boxes(maps: jax.Array, threshold: float) -> jax.Array:
+    """One box per map, ``int32 [..., 4]`` inclusive ``(x0, y0, x1, y1)``.
+
+    The single place where extraction calls the boxes module
+    (``camjax.boxes.largest_component_box``).
+    """
+    try:
+        from camjax.boxes import largest_component_box
+    except ImportError:
+        return _fallback_largest_component_box(maps, threshold)
+    return largest_component_box(maps, threshold)
+
+
+def _host_largest_component_box(maps: np.ndarray, threshold: float) -> np.ndarray:
+    from scipy import ndimage
+
+    maps = np.asarray(maps)
+    flat = maps.reshape((-1,) + maps.shape[-2:])
+    out = np.zeros((flat.shape[0], 4), np.int32)
+    eight = np.ones((3, 3), bool)
+    for i, m in enumerate(flat):
+        labels, n = ndimage.label(m >= threshold * m.max(), structure=eight)
+        if n == 0:
+            continue
+        largest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+        ys, xs = np.nonzero(labels == largest)
+        out[i] = (xs.min(), ys.min(), xs.max(), ys.max())
+    return out.reshape(maps.shape[:-2] + (4,))
+
+
+def _fallback_largest_component_box(maps: jax.Array, threshold: float) -> jax.Array:
+    # Stand-in until camjax.boxes lands: the same rule, on the host through scipy.
+    shape = jax.ShapeDtypeStruct(maps.shape[:-2] + (4,), jnp.int32)
+    return jax.pure_callback(
+        functools.partial(_host_largest_component_box, threshold=threshold),
+        shape,
+        maps,
+        vmap_method="broadcast_all",
+    )
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _extract(
+    model: Any,
+    variables: Any,
+    images: jax.Array,
+    gt_labels: jax.Array | None,
+    *,
+    top_k: int,
+    method: str,
+    threshold: float,
+    normalization: str,
+    upsample_method: str,
+    num_boxes: int,
+) -> dict[str, jax.Array]:
+    s = split(model, variables, images, "head")
+    logits = s.logits
+    _, class_ids = jax.lax.top_k(logits, top_k)
+    probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), class_ids, axis=-1)
+    ids = class_ids
+    if gt_labels is not None:
+        ids = jnp.concatenate([class_ids, gt_labels.astype(class_ids.dtype)[:, None]], axis=1)
+    raw = CORES[method](model, variables, images, s, ids)
+    maps = normalize(upsample(raw, images.shape[1:3], upsample_method), normalization)
+    out = {
+        "logits": logits,
+        "class_ids": class_ids.astype(jnp.int32),
+        "probs": probs,
+        "maps": maps[:, :top_k],
+    }
+    # One box call for the top maps and the GT map together.
+    to_box = maps[:, :num_boxes]
+    if gt_labels is not None:
+        to_box = jnp.concatenate([to_box, maps[:, top_k:]], axis=1)
+    boxes = (
+        map_boxes(to_box, threshold)
+        if to_box.shape[1]
+        else jnp.zeros(to_box.shape[:2] + (4,), jnp.int32)
+    )
+    out["boxes"] = boxes[:, :num_boxes]
+    if gt_labels is not None:
+        out["gt_maps"] = maps[:, top_k:]
+        out["gt_boxes"] = boxes[:, num_boxes:]
+    return out
+
+
+def extract(
+    model: Any,
+    variables: Any,
+    images: jax.Array,
+    top_k: int = 5,
+    *,
+    method: str = "cam",
+    gt_labels: jax.Array | None = None,
+    threshold: float = 0.2,
+    normalization: str = "minmax",
+    upsample_method: str = "bilinear",
+    num_boxes: int | None = None,
+) -> dict[str, jax.Array]:
+    """Classify ``images`` and localise the top-k classes, in one jitted call.
+
+    Args:
+      model: a camjax CAM network (hashable; a static argument of the jit).
+      variables: its variables (``params``, and ``batch_stats`` for BN backbones).
+      images: ``[B, H, W, 3]`` float32, normalised for the model.
+      top_k: classes per image, by logit.
+      method: a key of :data:`camjax.saliency.METHODS` (``"cam"``, ``"gradcam"``, ...),
+        computed at the map global pooling reads (``layer="head"``).
+      gt_labels: optional ``[B]`` int class ids: adds the ground-truth class's map and box.
+      threshold: box threshold, a fraction of each map's maximum (the paper: 0.2).
+      normalization: ``"minmax"`` or ``"max"`` (:func:`camjax.cam.normalize`).
+      upsample_method: ``"bilinear"`` or ``"bicubic"`` (:func:`camjax.cam.upsample`).
+      num_boxes: box only the first ``num_boxes`` maps (default: all ``top_k``).
+
+    Returns:
+      ``logits [B, C]``, ``class_ids [B, k]`` int32 (descending logit), ``probs [B, k]``
+      (softmax probabilities of those classes), ``maps [B, k, H, W]`` (input size, in
+      [0, 1]), ``boxes [B, num_boxes, 4]`` int32 inclusive ``(x0, y0, x1, y1)``; with
+      ``gt_labels``: ``gt_maps [B, 1, H, W]`` and ``gt_boxes [B, 1, 4]``.
+
+    A NaN in the maps (e.g. from NaN images) is handled as :func:`camjax.cam.normalize`
+    documents: such pixels are 0 in ``maps``; logits and probs carry the NaN.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
+    if normalization not in NORMALIZE_MODES:
+        raise ValueError(f"normalization must be one of {NORMALIZE_MODES}, got {normalization!r}")
+    if upsample_method not in UPSAMPLE_METHODS:
+        raise ValueError(
+            f"upsample_method must be one of {UPSAMPLE_METHODS}, got {upsample_method!r}"
+        )
+    images = jnp.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be [B, H, W, 3], got shape {tuple(images.shape)}")
+    num_classes = variables["params"]["head"]["classifier"]["bias"].shape[-1]
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
+        raise ValueError(f"top_k must be an int in [1, {num_classes}], got {top_k!r}")
+    if num_boxes is None:
+        num_boxes = top_k
+    if not isinstance(num_boxes, int) or not 0 <= num_boxes <= top_k:
+        raise ValueError(f"num_boxes must be an int in [0, top_k={top_k}], got {num_boxes!r}")
+    threshold = float(threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold is a fraction of the map's max, in [0, 1]; got {threshold}")
+    if gt_labels is not None:
+        gt_labels = jnp.asarray(gt_labels)
+        if gt_labels.shape != images.shape[:1] or not jnp.issubdtype(gt_labels.dtype, jnp.integer):
+            raise ValueError(
+                f"gt_labels must be int [B] with B = {images.shape[0]}, "
+                f"got {gt_labels.dtype} {tuple(gt_labels.shape)}"
+            )
+        if _is_concrete(gt_labels) and gt_labels.size:
+            lo, hi = int(gt_labels.min()), int(gt_labels.max())
+            if lo < 0 or hi >= num_classes:
+                raise ValueError(f"gt_labels must lie in [0, {num_classes}), got [{lo}, {hi}]")
+    return _extract(
+        model,
+        variables,
+        images,
+        gt_labels,
+        top_k=top_k,
+        method=method,
+        threshold=threshold,
+        normalization=normalization,
+        upsample_method=upsample_method,
+        num_boxes=num_boxes,
+    )
+
+
+__all__ = ["extract", "map_boxes"]
