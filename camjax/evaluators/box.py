@@ -1,0 +1,303 @@
+"""Streaming MaxBoxAcc and MaxBoxAccV2 (Choe et al., CVPR 2020, Sec. 4.1).
+
+For CAM thresholds ``t`` and IoU thresholds ``delta``:
+``BoxAcc(t, delta) = 100/N * #{images: max_{box of M(t), gt} IoU >= delta}`` where
+``M(t) = {pixels with map >= t * max(map)}``, and ``MaxBoxAcc(delta) = max_t BoxAcc``.
+MaxBoxAcc uses ``delta = 0.5`` and the largest component's box; MaxBoxAccV2 averages
+``MaxBoxAcc(delta)`` over ``delta in {0.3, 0.5, 0.7}`` with every component's box counted
+(the benchmark's ``multi_iou_eval`` and ``multi_contour_eval``). Each ``delta`` takes its
+own best ``t``, as the benchmark's ``BoxEvaluator.compute`` does.
+
+The state is a pytree of exact counts (hits per ``(delta, t)``, examples, examples
+without a ground-truth box), updated on device by jitted pure functions, so memory does
+not grow with the number of images.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from camjax import metrics
+from camjax.evaluators import counter, validation
+
+State = dict[str, counter.Counter]
+
+
+def init_state(num_iou_thresholds: int, num_cam_thresholds: int) -> State:
+    """Zero counts: ``hits [D, T]``, ``count``, ``no_gt``."""
+    return {
+        "hits": counter.zeros((num_iou_thresholds, num_cam_thresholds)),
+        "count": counter.zeros(()),
+        "no_gt": counter.zeros(()),
+    }
+
+
+def update_state(
+    state: State, hits: jnp.ndarray, sample_valid: jnp.ndarray, gt_valid: jnp.ndarray
+) -> State:
+    """Add one batch of :func:`camjax.metrics.box_hits` ``[B, D, T]``; padded rows skipped.
+
+    An example without a valid ground-truth box has IoU 0 everywhere (counted wrong) and is
+    also counted in ``no_gt`` so that the report can show it.
+    """
+    keep = jnp.asarray(sample_valid, bool)
+    no_gt = keep & ~jnp.asarray(gt_valid, bool).any(axis=-1)
+    return {
+        "hits": counter.add(state["hits"], jnp.sum(hits & keep[:, None, None], axis=0)),
+        "count": counter.add(state["count"], jnp.sum(keep)),
+        "no_gt": counter.add(state["no_gt"], jnp.sum(no_gt)),
+    }
+
+
+def boxes_at_thresholds(
+    maps: jnp.ndarray,
+    cam_thresholds: jnp.ndarray,
+    *,
+    multi_contour: bool,
+    max_components: int,
+    connectivity: int = 8,
+    backend: str = "auto",
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Boxes of ``maps [B, H, W]`` at every threshold: ``(boxes [B, T, M, 4], valid [B, T, M])``.
+
+    ``multi_contour``: every component (``camjax.boxes.component_boxes``, ``M =
+    max_components``). Otherwise the largest component only (``M = 1``): the mask
+    ``map >= t * max(map)`` is taken here and handed to ``largest_component_box`` as a 0/1
+    map at threshold 0.5, which keeps exactly that mask; one labelling per threshold.
+    """
+    from camjax import boxes as boxes_lib  # imported late: boxes and metrics land apart
+
+    if multi_contour:
+        return boxes_lib.component_boxes(
+            maps,
+            cam_thresholds,
+            max_components=max_components,
+            connectivity=connectivity,
+            backend=backend,
+        )
+    peak = maps.max(axis=(-2, -1), keepdims=True)
+
+    def one(t: jnp.ndarray) -> jnp.ndarray:
+        binary = (maps >= t * peak).astype(maps.dtype)
+        return boxes_lib.largest_component_box(
+            binary, 0.5, connectivity=connectivity, backend=backend
+        )
+
+    boxes = jnp.moveaxis(jax.lax.map(one, cam_thresholds), 0, 1)[:, :, None, :]
+    return boxes, jnp.ones(boxes.shape[:3], bool)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("multi_contour", "max_components", "connectivity", "backend")
+)
+def update_from_maps(
+    state: State,
+    maps: jnp.ndarray,
+    gt_boxes: jnp.ndarray,
+    gt_valid: jnp.ndarray,
+    sample_valid: jnp.ndarray,
+    cam_thresholds: jnp.ndarray,
+    iou_thresholds: jnp.ndarray,
+    *,
+    multi_contour: bool,
+    max_components: int,
+    connectivity: int = 8,
+    backend: str = "auto",
+) -> State:
+    """Jitted pure update: maps -> boxes at every CAM threshold -> hits -> new state."""
+    # Padded examples may hold anything (NaN included); they must not reach the labelling.
+    maps = jnp.where(jnp.asarray(sample_valid, bool)[:, None, None], maps, 0.0)
+    boxes, valid = boxes_at_thresholds(
+        maps,
+        cam_thresholds,
+        multi_contour=multi_contour,
+        max_components=max_components,
+        connectivity=connectivity,
+        backend=backend,
+    )
+    hits = metrics.box_hits(boxes, valid, gt_boxes, gt_valid, iou_thresholds)
+    return update_state(state, hits, sample_valid, gt_valid)
+
+
+@jax.jit
+def update_from_boxes(
+    state: State,
+    boxes: jnp.ndarray,
+    valid: jnp.ndarray,
+    gt_boxes: jnp.ndarray,
+    gt_valid: jnp.ndarray,
+    sample_valid: jnp.ndarray,
+    iou_thresholds: jnp.ndarray,
+) -> State:
+    """Jitted pure update from boxes already made at every CAM threshold."""
+    hits = metrics.box_hits(boxes, valid, gt_boxes, gt_valid, iou_thresholds)
+    return update_state(state, hits, sample_valid, gt_valid)
+
+
+def _key(delta: float) -> str:
+    """``0.5 -> "50"``: the IoU threshold in percent, as the benchmark names them."""
+    return f"{float(np.round(delta * 100, 4)):g}"
+
+
+class BoxEvaluator:
+    """MaxBoxAcc / MaxBoxAccV2 over a stream of batches.
+
+    ``update(maps [B,H,W] in [0,1], gt_boxes [B,G,4] int, gt_valid [B,G], sample_valid [B])``
+    then ``result()``. Defaults give MaxBoxAccV2 on the benchmark's 100-point grid;
+    ``BoxEvaluator(iou_thresholds=(0.5,), multi_contour=False)`` gives MaxBoxAcc.
+
+    ``result()`` keys (accuracies in percent, thresholds as fractions):
+
+    - ``num_examples``, ``num_examples_without_gt`` (counted wrong; see ``max_iou``)
+    - ``cam_thresholds``: the grid; ``iou_thresholds``: the deltas
+    - ``accuracy_per_iou[k]``: ``max_t BoxAcc(t, delta)``; ``best_threshold_per_iou[k]``:
+      the lowest ``t`` reaching it; ``curve_per_iou[k]``: ``BoxAcc(t, delta)`` for every
+      ``t`` (``k = "30"``, ``"50"``, ``"70"``, ...)
+    - ``max_box_acc_mean``: mean of ``accuracy_per_iou`` over the deltas
+    - ``max_box_acc_v2`` and ``max_box_acc_v2_per_iou``: when ``multi_contour`` and the
+      deltas are exactly (0.3, 0.5, 0.7)
+    - ``max_box_acc``: when not ``multi_contour`` and 0.5 is a delta (its accuracy)
+
+    Bad input (NaN/inf or values outside [0, 1] in counted maps, malformed boxes or boxes
+    outside the image, thresholds outside [0, 1]) raises ``ValueError`` when ``validate``.
+    """
+
+    def __init__(
+        self,
+        cam_thresholds: Sequence[float] | np.ndarray | None = None,
+        iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
+        *,
+        multi_contour: bool = True,
+        max_components: int = 32,
+        connectivity: int = 8,
+        backend: str = "auto",
+        validate: bool = True,
+    ):
+        if cam_thresholds is None:
+            cam_thresholds = metrics.default_cam_thresholds()
+        self.cam_thresholds = validation.thresholds(cam_thresholds, "cam_thresholds")
+        self.iou_thresholds = validation.thresholds(
+            iou_thresholds, "iou_thresholds", allow_zero=False
+        )
+        if max_components < 1:
+            raise ValueError(f"max_components must be >= 1, got {max_components}")
+        self.multi_contour = bool(multi_contour)
+        self.max_components = int(max_components) if multi_contour else 1
+        self.connectivity = connectivity
+        self.backend = backend
+        self.validate = validate
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every example seen."""
+        self.state = init_state(len(self.iou_thresholds), len(self.cam_thresholds))
+
+    def _prepare(self, gt_boxes, gt_valid, sample_valid, batch, image_hw):
+        gt_boxes = jnp.asarray(gt_boxes)
+        if gt_boxes.ndim != 3 or gt_boxes.shape[0] != batch:
+            raise ValueError(f"gt_boxes must be [{batch}, G, 4], got {gt_boxes.shape}")
+        gt_valid = jnp.ones(gt_boxes.shape[:2], bool) if gt_valid is None else jnp.asarray(gt_valid)
+        if gt_valid.shape != gt_boxes.shape[:2]:
+            raise ValueError(f"gt_valid shape {gt_valid.shape} != {gt_boxes.shape[:2]}")
+        keep = validation.sample_valid(sample_valid, batch)
+        if self.validate:
+            live = np.asarray(gt_valid, bool) & np.asarray(keep)[:, None]
+            validation.boxes(gt_boxes, live, "gt_boxes", image_hw)
+        return gt_boxes.astype(jnp.int32), gt_valid.astype(bool), keep
+
+    def update(self, maps, gt_boxes, gt_valid=None, sample_valid=None) -> None:
+        """Count one batch: ``maps [B, H, W]`` normalised to [0, 1] (one map per image, e.g.
+        the ground-truth class's), ``gt_boxes [B, G, 4]`` with padding rows marked False in
+        ``gt_valid [B, G]``, ``sample_valid [B]`` False for eval padding (never counted)."""
+        maps = jnp.asarray(maps)
+        if maps.ndim != 3:
+            raise ValueError(f"maps must be [B, H, W], got shape {maps.shape}")
+        gt_boxes, gt_valid, keep = self._prepare(
+            gt_boxes, gt_valid, sample_valid, maps.shape[0], maps.shape[1:]
+        )
+        if self.validate:
+            validation.maps(maps, keep)
+        self.state = update_from_maps(
+            self.state,
+            maps.astype(jnp.float32),
+            gt_boxes,
+            gt_valid,
+            keep,
+            jnp.asarray(self.cam_thresholds, jnp.float32),
+            jnp.asarray(self.iou_thresholds, jnp.float32),
+            multi_contour=self.multi_contour,
+            max_components=self.max_components,
+            connectivity=self.connectivity,
+            backend=self.backend,
+        )
+
+    def update_boxes(
+        self, boxes, valid, gt_boxes, gt_valid=None, sample_valid=None, image_hw=None
+    ) -> None:
+        """Count one batch from boxes made elsewhere: ``boxes [B, T, M, 4]`` at this
+        evaluator's ``T`` CAM thresholds, ``valid [B, T, M]``."""
+        boxes = jnp.asarray(boxes)
+        t = len(self.cam_thresholds)
+        if boxes.ndim != 4 or boxes.shape[1] != t or boxes.shape[-1] != 4:
+            raise ValueError(f"boxes must be [B, {t}, M, 4], got {boxes.shape}")
+        valid = jnp.asarray(valid, bool)
+        if valid.shape != boxes.shape[:3]:
+            raise ValueError(f"valid shape {valid.shape} != boxes shape {boxes.shape[:3]}")
+        gt_boxes, gt_valid, keep = self._prepare(
+            gt_boxes, gt_valid, sample_valid, boxes.shape[0], image_hw
+        )
+        if self.validate:
+            live = np.asarray(valid) & np.asarray(keep)[:, None, None]
+            validation.boxes(boxes, live, "boxes", image_hw)
+        self.state = update_from_boxes(
+            self.state,
+            boxes.astype(jnp.int32),
+            valid,
+            gt_boxes,
+            gt_valid,
+            keep,
+            jnp.asarray(self.iou_thresholds, jnp.float32),
+        )
+
+    def merge(self, other: BoxEvaluator) -> None:
+        """Add another evaluator's counts (same thresholds), e.g. from another host."""
+        if not (
+            np.array_equal(self.cam_thresholds, other.cam_thresholds)
+            and np.array_equal(self.iou_thresholds, other.iou_thresholds)
+        ):
+            raise ValueError("cannot merge evaluators with different thresholds")
+        self.state = {k: counter.merge(v, other.state[k]) for k, v in self.state.items()}
+
+    def result(self) -> dict[str, Any]:
+        """The metrics as plain Python numbers (see the class docstring for the keys)."""
+        n = int(counter.total(self.state["count"]))
+        if n == 0:
+            raise ValueError("BoxEvaluator.result(): no example has been counted")
+        curves = 100.0 * counter.total(self.state["hits"]) / n  # [D, T]
+        keys = [_key(d) for d in self.iou_thresholds]
+        best = curves.argmax(axis=1)  # first maximum: the lowest best threshold
+        per_iou = {k: float(curves[i, best[i]]) for i, k in enumerate(keys)}
+        out: dict[str, Any] = {
+            "num_examples": n,
+            "num_examples_without_gt": int(counter.total(self.state["no_gt"])),
+            "cam_thresholds": [float(t) for t in self.cam_thresholds],
+            "iou_thresholds": [float(d) for d in self.iou_thresholds],
+            "accuracy_per_iou": per_iou,
+            "best_threshold_per_iou": {
+                k: float(self.cam_thresholds[best[i]]) for i, k in enumerate(keys)
+            },
+            "curve_per_iou": {k: [float(a) for a in curves[i]] for i, k in enumerate(keys)},
+            "max_box_acc_mean": float(np.mean(list(per_iou.values()))),
+        }
+        if self.multi_contour and keys == ["30", "50", "70"]:
+            out["max_box_acc_v2"] = out["max_box_acc_mean"]
+            out["max_box_acc_v2_per_iou"] = dict(per_iou)
+        if not self.multi_contour and "50" in per_iou:
+            out["max_box_acc"] = per_iou["50"]
+        return out
