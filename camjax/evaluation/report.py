@@ -81,7 +81,7 @@ def _fmt(value: Any) -> str:
 
 def _row_name(method: str, model: str) -> str:
     if method == "centre":
-        return "Centre baseline (no map; boxes centred)"
+        return "Centre baseline (centred Gaussian map, no network)"
     return f"{METHOD_NAMES.get(method, method.title())} on {model}"
 
 

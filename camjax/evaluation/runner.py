@@ -165,7 +165,7 @@ def evaluate(
         )
     loaded = load_trained(config, workdir, checkpoint=checkpoint)
     info = loaded.info
-    bs = int(batch_size or config.get("eval_batch_size", 0) or 64)
+    bs = int(batch_size or config.eval.batch_size)
     batches = loaded.eval_batches(split, bs, max_examples=max_examples)
     predict = loaded.predictor(top_k=min(5, info.num_classes))
     results, samples = evaluate_stream(

@@ -1,0 +1,96 @@
+"""The main job: train, evaluate, and extract CAMs from real photos, on a plain CPU.
+
+    python -m camjax.demo --workdir runs/demo      (what ``make demo`` runs)
+
+1. trains ``configs/default.py`` (``tiny_gap`` on the embedded ``camjax_shapes`` set;
+   a workdir that already holds its checkpoints resumes, so a rerun is quick);
+2. evaluates it with CAM, Backprop and the centre baseline: ``report.md``,
+   ``report.json`` and PNG figures in the workdir;
+3. extracts CAMs and boxes of ``efficientnet_lite0_gap`` (real ImageNet weights, offline)
+   for the 20 ImageNet validation photos shipped in the ``foolbox`` wheel
+   (``foolbox/data/imagenet_XX_<label>.jpg``): ``extract/`` in the workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def default_config_path() -> str:
+    """``configs/default.py`` of this checkout (or of the current directory)."""
+    for root in (REPO_ROOT, os.getcwd()):
+        path = os.path.join(root, "configs", "default.py")
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError("configs/default.py not found; run from the camjax repository")
+
+
+def foolbox_photos() -> list[str]:
+    """The ImageNet photos in the installed ``foolbox`` wheel (label in the file name).
+
+    Located through the package spec, so foolbox itself is never imported.
+    """
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the foolbox wheel is not installed (pip install foolbox==3.3.4)")
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "data")
+    photos = sorted(glob.glob(os.path.join(folder, "imagenet_*.jpg")))
+    if not photos:
+        raise FileNotFoundError(f"no imagenet_*.jpg photos in {folder}")
+    return photos
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m camjax.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", default="runs/demo")
+    p.add_argument("--config", default=None, help="config file (default configs/default.py)")
+    p.add_argument("--steps", type=int, default=None, help="override config.train.num_steps")
+    p.add_argument("--max-eval-examples", type=int, default=None)
+    p.add_argument("--photos", type=int, default=20, help="how many foolbox photos (<= 20)")
+    p.add_argument("--methods", default="cam,backprop")
+    args = p.parse_args(argv)
+
+    from camjax.evaluation import evaluate
+    from camjax.evaluation.folder import extract_folder
+    from camjax.evaluation.loading import load_named
+    from camjax.train import load_config, train_and_evaluate
+
+    t0 = time.perf_counter()
+    workdir = os.path.abspath(args.workdir)
+    config = load_config(args.config or default_config_path())
+    if args.steps is not None:
+        config.train.num_steps = args.steps
+    print(f"[1/3] training {config.model.name} on {config.data.name} in {workdir}", flush=True)
+    train_and_evaluate(config, workdir)
+    t1 = time.perf_counter()
+    print(f"[2/3] evaluating ({args.methods}; {t1 - t0:.0f} s so far)", flush=True)
+    evaluate(config, workdir, methods=tuple(args.methods.split(",")),
+             max_examples=args.max_eval_examples)
+    t2 = time.perf_counter()
+    photos = foolbox_photos()[: args.photos]
+    print(f"[3/3] CAMs of efficientnet_lite0_gap on {len(photos)} ImageNet photos "
+          f"({t2 - t0:.0f} s so far)", flush=True)
+    out = os.path.join(workdir, "extract")
+    summary = extract_folder(load_named("efficientnet_lite0_gap"), photos, out,
+                             overlays=True, progress=True)
+    print(f"\ndone in {time.perf_counter() - t0:.0f} s. Open:")
+    print(f"  {os.path.join(workdir, 'report.md')}   the tables (also report.json)")
+    for png in sorted(glob.glob(os.path.join(workdir, "*.png"))):
+        print(f"  {png}")
+    print(f"  {summary['jsonl']}   top-5 classes and boxes of each photo")
+    print(f"  {summary['npz']}   maps and boxes")
+    print(f"  {summary.get('overlays')}/   CAM overlays with boxes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
