@@ -63,6 +63,7 @@ def evaluate_stream(
     methods: Sequence[str] = ("cam",),
     include_centre: bool = True,
     has_masks: bool = False,
+    cam_thresholds: np.ndarray | None = None,
     num_figure_examples: int = NUM_FIGURE_EXAMPLES,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -75,6 +76,7 @@ def evaluate_stream(
     ``gt_maps [B,1,H,W]``, ``gt_boxes [B,1,4]``. Classification error comes from the
     first method's logits (every method shares the network). The centre baseline uses the
     same predicted classes with :func:`camjax.evaluation.centre.centre_maps`.
+    ``cam_thresholds``: the MaxBoxAcc/PxAP grid (default 0.00..0.99, step 0.01).
     """
     if not methods:
         raise ValueError("evaluate_stream needs at least one method")
@@ -97,8 +99,8 @@ def evaluate_stream(
                 c1, c5, n = classification_counts(_np(out["logits"]), labels, valid)
                 top1, top5, count = top1 + c1, top5 + c5, count + n
             if m not in scores:
-                k = _np(out["class_ids"]).shape[1]
-                scores[m] = MethodScores(top_k=k, has_masks=has_masks)
+                hw = tuple(_np(batch["image"]).shape[1:3])
+                scores[m] = MethodScores(has_masks, cam_thresholds, hw)
             scores[m].update(batch, out)
             samples[m].add(batch, out)
         if progress is not None:
@@ -157,6 +159,7 @@ def evaluate(
     from camjax.evaluation.figures import write_figures
     from camjax.evaluation.loading import load_trained
     from camjax.evaluation.report import format_markdown, write_report
+    from camjax.metrics import default_cam_thresholds
 
     unknown = [m for m in methods if m != "cam" and m not in _method_registry()]
     if unknown:
@@ -173,6 +176,7 @@ def evaluate(
         predict,
         methods=methods,
         has_masks=bool(info.has_masks),
+        cam_thresholds=default_cam_thresholds(1.0 / int(config.eval.cam_threshold_steps)),
         progress=_printer(info.num_examples.get(split), verbose),
     )
     results.update(

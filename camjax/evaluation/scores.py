@@ -11,7 +11,8 @@ streaming evaluators (``camjax.evaluators``) and adds the paper's class-aware er
   loose, top-2 tight, top-2 loose, top-3 loose) from ``camjax.boxes.heuristic_boxes``,
   scored the same way (top-1 = the first guess, top-5 = any of the five);
 - GT-known localization accuracy: the box of the ground-truth class's map,
-  ``IoU >= 0.5`` with some ground-truth box.
+  ``IoU >= 0.5`` with some ground-truth box;
+- MaxBoxAcc / MaxBoxAccV2 / PxAP of the ground-truth class's map (Choe et al. 2020).
 """
 
 from __future__ import annotations
@@ -39,93 +40,73 @@ def classification_counts(
     return int(hit[:, 0][valid].sum()), int(hit.any(-1)[valid].sum()), int(valid.sum())
 
 
-def loc_hits(
-    class_ids: np.ndarray,
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    gt_boxes: np.ndarray,
-    gt_valid: np.ndarray,
-) -> np.ndarray:
-    """``[B, k]`` bool: guess ``j`` has the right class and IoU >= 0.5 with some GT box."""
-    from camjax.metrics import iou
-
-    ious = np.asarray(iou(np.asarray(boxes), np.asarray(gt_boxes)))  # [B, k, G]
-    box_ok = ((ious >= IOU_LOC) & np.asarray(gt_valid, bool)[:, None, :]).any(-1)
-    return box_ok & (np.asarray(class_ids) == np.asarray(labels)[:, None])
-
-
 class MethodScores:
     """Running counts of one method's localization metrics over a stream of batches.
 
     ``update(batch, out)`` takes an evaluation batch and what ``camjax.extract`` returned
-    for it; ``result()`` gives percentages (keys listed in ``camjax.evaluation.report``).
+    for it (with ``gt_labels``); ``result()`` gives percentages under the keys that
+    ``camjax.evaluation.report`` prints. Counts live in ``camjax.evaluators``' streaming
+    evaluators: the paper's errors (two :class:`LocalizationErrorEvaluator`, top-k boxes
+    and heuristic guesses), MaxBoxAccV2 and MaxBoxAcc (:class:`BoxEvaluator`, any
+    component / largest component) and PxAP (:class:`MaskEvaluator`).
     """
 
-    def __init__(self, top_k: int, has_masks: bool = False):
-        self.top_k = top_k
+    def __init__(
+        self,
+        has_masks: bool = False,
+        cam_thresholds: np.ndarray | None = None,
+        image_hw: tuple[int, int] | None = None,
+    ):
+        from camjax.evaluators import BoxEvaluator, LocalizationErrorEvaluator, MaskEvaluator
+
         self.has_masks = has_masks
-        self.count = 0
-        self.hits = {"loc_top1": 0, "loc_top5": 0, "heur_top1": 0, "heur_top5": 0, "gt_known": 0}
-        self.box_eval = None
-        self.mask_eval = None
+        self.loc = LocalizationErrorEvaluator(iou_threshold=IOU_LOC, image_hw=image_hw)
+        self.heuristic = LocalizationErrorEvaluator(iou_threshold=IOU_LOC, image_hw=image_hw)
+        self.box_v2 = BoxEvaluator(cam_thresholds)
+        self.box_v1 = BoxEvaluator(cam_thresholds, (IOU_LOC,), multi_contour=False)
+        self.mask = MaskEvaluator(cam_thresholds) if has_masks else None
 
     def update(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> None:
-        from camjax.metrics import gt_known_hits, localization_hits
-
         labels = np.asarray(batch["label"])
         valid = np.asarray(batch.get("valid", np.ones(len(labels), bool)), bool)
         gt_boxes, gt_valid = np.asarray(batch["bboxes"]), np.asarray(batch["bbox_valid"])
         class_ids = np.asarray(out["class_ids"])
-        loc = localization_hits(class_ids, np.asarray(out["boxes"]), labels, gt_boxes, gt_valid)
-        guesses, guess_boxes = heuristic_guesses(class_ids, np.asarray(out["maps"]))
-        heur = localization_hits(
-            guesses, guess_boxes, labels, gt_boxes, gt_valid, ranked_classes=class_ids
+        self.loc.update(
+            class_ids,
+            np.asarray(out["boxes"]),
+            labels,
+            gt_boxes,
+            gt_valid,
+            valid,
+            gt_known_boxes=np.asarray(out["gt_boxes"]),
         )
-        gt_box = np.asarray(out["gt_boxes"])[:, 0]
-        known = gt_known_hits(gt_box, gt_boxes, gt_valid)
-        for key, hit in (
-            ("loc_top1", loc["loc_top1"]),
-            ("loc_top5", loc["loc_top5"]),
-            ("heur_top1", heur["loc_top1"]),
-            ("heur_top5", heur["loc_top5"]),
-            ("gt_known", known),
-        ):
-            self.hits[key] += int(np.asarray(hit)[valid].sum())
-        self.count += int(valid.sum())
+        guesses, guess_boxes = heuristic_guesses(class_ids, np.asarray(out["maps"]))
+        self.heuristic.update(
+            guesses, guess_boxes, labels, gt_boxes, gt_valid, valid, ranked_classes=class_ids
+        )
         gt_maps = np.asarray(out["gt_maps"])[:, 0]
-        self._box_evaluator().update(gt_maps, gt_boxes, gt_valid, valid)
-        if self.has_masks:
-            self._mask_evaluator().update(gt_maps, np.asarray(batch["mask"]), valid)
-
-    def _box_evaluator(self):
-        if self.box_eval is None:
-            from camjax.evaluators import BoxEvaluator
-
-            self.box_eval = BoxEvaluator()
-        return self.box_eval
-
-    def _mask_evaluator(self):
-        if self.mask_eval is None:
-            from camjax.evaluators import MaskEvaluator
-
-            self.mask_eval = MaskEvaluator()
-        return self.mask_eval
+        self.box_v2.update(gt_maps, gt_boxes, gt_valid, valid)
+        self.box_v1.update(gt_maps, gt_boxes, gt_valid, valid)
+        if self.mask is not None:
+            self.mask.update(gt_maps, np.asarray(batch["mask"]), valid)
 
     def result(self) -> dict[str, Any]:
-        n = max(self.count, 1)
-        err = lambda k: 100.0 * (1.0 - self.hits[k] / n)
-        out = {
-            "loc_top1_error": err("loc_top1"),
-            "loc_top5_error": err("loc_top5"),
-            "heuristic_top1_error": err("heur_top1"),
-            "heuristic_top5_error": err("heur_top5"),
-            "gt_known_loc": 100.0 * self.hits["gt_known"] / n,
-            "pxap": None,
+        loc, heur = self.loc.result(), self.heuristic.result()
+        v2, v1 = self.box_v2.result(), self.box_v1.result()
+        return {
+            "loc_top1_error": loc["loc_top1_error"],
+            "loc_top5_error": loc.get("loc_top5_error"),
+            "heuristic_top1_error": heur["loc_top1_error"],
+            "heuristic_top5_error": heur.get("loc_top5_error"),
+            "gt_known_loc": loc["gt_known_loc"],
+            "max_box_acc": v1["max_box_acc"],
+            "max_box_acc_v2": v2["max_box_acc_v2"],
+            "max_box_acc_v2_per_iou": v2["max_box_acc_v2_per_iou"],
+            "best_cam_threshold_per_iou": v2["best_threshold_per_iou"],
+            "pxap": None if self.mask is None else self.mask.result()["pxap"],
+            "num_examples_without_gt": loc["num_examples_without_gt"],
+            "curve": {"cam_thresholds": v2["cam_thresholds"], "box_acc": v2["curve_per_iou"]},
         }
-        out.update(self._box_evaluator().result())
-        if self.has_masks:
-            out["pxap"] = self._mask_evaluator().result()["pxap"]
-        return out
 
 
 def heuristic_guesses(class_ids: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
