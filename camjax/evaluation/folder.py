@@ -10,6 +10,7 @@ appear (atomically) only at the end.
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -57,24 +58,19 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
 
 
 def _write_overlay(path: str, src: str, cam_map: np.ndarray, box: np.ndarray, title: str):
+    """The top-1 map over the original image at its own size, with its box (green)."""
     from PIL import Image, ImageDraw
 
-    with Image.open(src) as im:
-        rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    h, w = rgb.shape[:2]
-    m = np.asarray(Image.fromarray(np.asarray(cam_map, np.float32)).resize((w, h), Image.BILINEAR))
-    from matplotlib import colormaps
+    from camjax.overlay import overlay
 
-    heat = colormaps["jet"](np.clip(m, 0.0, 1.0))[..., :3]
-    blend = (0.5 * rgb + 0.5 * heat) * 255.0
-    out = Image.fromarray(np.clip(blend, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(out)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    draw.rectangle((x0, y0, x1, y1), outline=(0, 255, 0), width=max(2, min(w, h) // 150))
-    draw.text((4, 4), title, fill=(255, 255, 255))
-    tmp = path + ".tmp.png"
-    out.save(tmp)
-    os.replace(tmp, path)
+    with Image.open(src) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    width = max(2, min(rgb.shape[:2]) // 150)
+    out = Image.fromarray(overlay(rgb, cam_map, boxes=np.asarray(box)[None], box_width=width))
+    ImageDraw.Draw(out).text((4, 4), title, fill=(255, 255, 255))
+    buf = io.BytesIO()
+    out.save(buf, format="png")
+    atomic_write(path, buf.getvalue())
 
 
 def extract_folder(

@@ -111,7 +111,7 @@ def load_trained(config: Any, workdir: str, *, checkpoint: str | None = None) ->
     return Loaded(
         model=model,
         variables=state.variables(),
-        class_names=list(info.class_names),
+        class_names=[display_name(n) for n in info.class_names],
         image_size=int(config.data.image_size),
         normalization=str(config.data.normalization),
         checkpoint_name=f"{directory} step {step}",
@@ -137,17 +137,22 @@ def config_from_checkpoints(workdir: str) -> Any:
     return ml_collections.ConfigDict(json.loads(meta["meta"]["config"]))
 
 
+def display_name(name: str) -> str:
+    """``"n01440764<TAB>tench, Tinca tinca"`` -> ``"tench"``; plain names unchanged."""
+    return name.split("\t")[-1].split(",")[0].strip() or name
+
+
 def load_named(name: str) -> Loaded:
     """A pretrained network by registry name (e.g. ``efficientnet_lite0_gap``), offline."""
     from camjax.pretrained import load_pretrained
 
     model, variables, spec = load_pretrained(name)
-    get = spec.get if isinstance(spec, Mapping) else lambda k, d=None: getattr(spec, k, d)
+    names = spec.class_names() or [str(i) for i in range(spec.num_classes)]
     return Loaded(
         model=model,
         variables=variables,
-        class_names=list(get("class_names")),
-        image_size=int(get("image_size")),
-        normalization=str(get("normalization")),
+        class_names=[display_name(n) for n in names],
+        image_size=int(spec.image_size),
+        normalization=str(spec.normalization),
         checkpoint_name=f"pretrained {name}",
     )

@@ -160,12 +160,11 @@ def evaluate(
     from camjax.evaluation.loading import load_trained
     from camjax.evaluation.report import format_markdown, write_report
     from camjax.metrics import default_cam_thresholds
+    from camjax.saliency import METHODS
 
-    unknown = [m for m in methods if m != "cam" and m not in _method_registry()]
-    if unknown:
-        raise ValueError(
-            f"unknown method(s) {unknown}; known: {', '.join(sorted(_method_registry()))}"
-        )
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(sorted(METHODS))}")
     loaded = load_trained(config, workdir, checkpoint=checkpoint)
     info = loaded.info
     bs = int(batch_size or config.eval.batch_size)
@@ -189,18 +188,12 @@ def evaluate(
         units="percent",
     )
     if figures:
-        results["figures"] = write_figures(workdir, results, samples, list(info.class_names))
+        results["figures"] = write_figures(workdir, results, samples, loaded.class_names)
     write_report(results, workdir)
     if verbose:
-        print(format_markdown(results))
+        print("\n" + format_markdown(results))
         print(f"report: {os.path.join(workdir, 'report.md')}")
     return results
-
-
-def _method_registry() -> Mapping[str, Any]:
-    from camjax.cam import METHODS
-
-    return METHODS
 
 
 def _printer(total: int | None, verbose: bool) -> Callable[[int], None] | None:

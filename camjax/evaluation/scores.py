@@ -60,6 +60,7 @@ class MethodScores:
         from camjax.evaluators import BoxEvaluator, LocalizationErrorEvaluator, MaskEvaluator
 
         self.has_masks = has_masks
+        self.has_heuristic = False
         self.loc = LocalizationErrorEvaluator(iou_threshold=IOU_LOC, image_hw=image_hw)
         self.heuristic = LocalizationErrorEvaluator(iou_threshold=IOU_LOC, image_hw=image_hw)
         self.box_v2 = BoxEvaluator(cam_thresholds)
@@ -80,10 +81,12 @@ class MethodScores:
             valid,
             gt_known_boxes=np.asarray(out["gt_boxes"]),
         )
-        guesses, guess_boxes = heuristic_guesses(class_ids, np.asarray(out["maps"]))
-        self.heuristic.update(
-            guesses, guess_boxes, labels, gt_boxes, gt_valid, valid, ranked_classes=class_ids
-        )
+        if class_ids.shape[1] >= 3:  # the heuristic needs the top-3 classes' maps
+            guesses, guess_boxes = heuristic_guesses(class_ids, np.asarray(out["maps"]))
+            self.heuristic.update(
+                guesses, guess_boxes, labels, gt_boxes, gt_valid, valid, ranked_classes=class_ids
+            )
+            self.has_heuristic = True
         gt_maps = np.asarray(out["gt_maps"])[:, 0]
         self.box_v2.update(gt_maps, gt_boxes, gt_valid, valid)
         self.box_v1.update(gt_maps, gt_boxes, gt_valid, valid)
@@ -91,7 +94,8 @@ class MethodScores:
             self.mask.update(gt_maps, np.asarray(batch["mask"]), valid)
 
     def result(self) -> dict[str, Any]:
-        loc, heur = self.loc.result(), self.heuristic.result()
+        loc = self.loc.result()
+        heur = self.heuristic.result() if self.has_heuristic else {"loc_top1_error": None}
         v2, v1 = self.box_v2.result(), self.box_v1.result()
         return {
             "loc_top1_error": loc["loc_top1_error"],
