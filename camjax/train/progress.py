@@ -54,10 +54,17 @@ class Progress:
         if self._writer is None:
             return
         import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
 
+        # tf.summary.scalar needs the tensorboard package, which tensorflow-cpu does not
+        # pull in; tf.summary.write with the scalars plugin's metadata writes the same
+        # event that TensorBoard's scalar dashboard reads.
+        meta = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
         with self._writer.as_default(step=step):
             for k, v in values.items():
-                tf.summary.scalar(k, v)
+                tf.summary.write(k, tf.constant(v, tf.float32), metadata=meta)
         self._writer.flush()
 
     def close(self) -> None:
