@@ -1,0 +1,346 @@
+"""Streaming evaluators: hand-worked results, streaming == all-at-once, padding, bad input."""
+
+import numpy as np
+import pytest
+
+from camjax import metrics
+from camjax.evaluators import (
+    BoxEvaluator,
+    LocalizationErrorEvaluator,
+    MaskEvaluator,
+    counter,
+)
+
+BATCHINGS = [(1, 1, 1, 1, 1, 1), (2, 2, 2), (3, 3), (1, 2, 3)]
+
+
+def _splits(sizes):
+    edges = np.cumsum((0,) + tuple(sizes))
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+# ------------------------------------------------------------------------------ counter
+
+
+def test_counter_exact_past_int32():
+    # Three batches of 2**30 events: 3 * 2**30 = 3,221,225,472 > 2**31 - 1.
+    c = counter.zeros(())
+    for _ in range(3):
+        c = counter.add(c, np.int32(2**30))
+    c = counter.add(c, np.int32(7))
+    assert int(counter.total(c)) == 3 * 2**30 + 7
+    assert int(counter.total(counter.merge(c, c))) == 2 * (3 * 2**30 + 7)
+
+
+# --------------------------------------------------------------------------- BoxEvaluator
+
+# Two 20x20 images, CAM thresholds (0.0, 0.5, 0.9), one box per threshold:
+#  img 0, gt (0,0,9,9) = 100 px: boxes (0,0,19,19) IoU 100/400 = 0.25;
+#         (0,0,9,9) IoU 1; (2,2,7,7) IoU 36/100 = 0.36
+#  img 1, gt (10,10,19,19): (0,0,19,19) 0.25; (10,10,19,14) 50/100 = 0.5;
+#         (12,12,17,17) 0.36
+# delta 0.3: hits [0, 2, 2] -> curve [0, 100, 100], max 100 at t = 0.5 (lowest best)
+# delta 0.5: hits [0, 2, 0] -> [0, 100, 0], max 100 at 0.5 (0.5 >= 0.5 counts)
+# delta 0.7: hits [0, 1, 0] -> [0, 50, 0], max 50 at 0.5
+# MaxBoxAccV2 = (100 + 100 + 50) / 3 = 83.33...
+HAND_BOXES = np.array(
+    [
+        [[[0, 0, 19, 19]], [[0, 0, 9, 9]], [[2, 2, 7, 7]]],
+        [[[0, 0, 19, 19]], [[10, 10, 19, 14]], [[12, 12, 17, 17]]],
+    ],
+    np.int32,
+)
+HAND_GT = np.array([[[0, 0, 9, 9]], [[10, 10, 19, 19]]], np.int32)
+
+
+def test_box_evaluator_hand_worked_v2():
+    ev = BoxEvaluator([0.0, 0.5, 0.9])
+    ev.update_boxes(HAND_BOXES, np.ones((2, 3, 1), bool), HAND_GT, image_hw=(20, 20))
+    r = ev.result()
+    assert r["num_examples"] == 2 and r["num_examples_without_gt"] == 0
+    assert r["curve_per_iou"] == {"30": [0, 100, 100], "50": [0, 100, 0], "70": [0, 50, 0]}
+    assert r["max_box_acc_v2_per_iou"] == {"30": 100.0, "50": 100.0, "70": 50.0}
+    assert r["best_threshold_per_iou"] == {"30": 0.5, "50": 0.5, "70": 0.5}
+    assert r["max_box_acc_v2"] == pytest.approx(250 / 3)
+    assert r["cam_thresholds"] == [0.0, 0.5, 0.9] and "max_box_acc" not in r
+
+
+def test_box_evaluator_v1_keys_and_components():
+    # MaxBoxAcc: delta 0.5 only -> from the table above, 100 at t = 0.5.
+    ev = BoxEvaluator([0.0, 0.5, 0.9], (0.5,), multi_contour=False)
+    ev.update_boxes(HAND_BOXES, np.ones((2, 3, 1), bool), HAND_GT)
+    r = ev.result()
+    assert r["max_box_acc"] == 100.0 and "max_box_acc_v2" not in r
+    # Any component counts: add at t = 0.9 a second component equal to img 1's gt; the
+    # 0.7 curve becomes [0, 50, 50] and the 0.5 curve [0, 100, 50]. An invalid third
+    # component equal to img 0's gt at t = 0 must not count.
+    boxes = np.concatenate([HAND_BOXES, np.zeros_like(HAND_BOXES), HAND_BOXES], axis=2)
+    valid = np.zeros((2, 3, 3), bool)
+    valid[:, :, 0] = True
+    boxes[1, 2, 1] = HAND_GT[1, 0]
+    valid[1, 2, 1] = True
+    boxes[0, 0, 2] = HAND_GT[0, 0]
+    ev = BoxEvaluator([0.0, 0.5, 0.9])
+    ev.update_boxes(boxes, valid, HAND_GT)
+    r = ev.result()
+    assert r["curve_per_iou"]["70"] == [0, 50, 50]
+    assert r["curve_per_iou"]["50"] == [0, 100, 50]
+
+
+def _random_box_batch(n, t, m, g, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def boxes(shape):
+        lo = rng.integers(0, 16, shape + (2,))
+        return np.concatenate([lo, lo + rng.integers(0, 16, shape + (2,))], -1)
+
+    return (
+        boxes((n, t, m)).astype(np.int32),
+        rng.random((n, t, m)) < 0.7,
+        boxes((n, g)).astype(np.int32),
+        rng.random((n, g)) < 0.8,
+    )
+
+
+@pytest.mark.parametrize("sizes", BATCHINGS)
+def test_box_evaluator_streaming_equals_all_at_once(sizes):
+    boxes, valid, gt, gt_valid = _random_box_batch(6, 5, 3, 2)
+    grid = [0.0, 0.2, 0.4, 0.6, 0.8]
+    whole = BoxEvaluator(grid)
+    whole.update_boxes(boxes, valid, gt, gt_valid)
+    assert 0 < whole.result()["max_box_acc_v2"] < 100  # a non-trivial case
+    parts = BoxEvaluator(grid)
+    for s in _splits(sizes):
+        parts.update_boxes(boxes[s], valid[s], gt[s], gt_valid[s])
+    assert parts.result() == whole.result()
+    # Two evaluators over the halves, merged (e.g. two hosts), give the same numbers.
+    a, b = BoxEvaluator(grid), BoxEvaluator(grid)
+    a.update_boxes(boxes[:2], valid[:2], gt[:2], gt_valid[:2])
+    b.update_boxes(boxes[2:], valid[2:], gt[2:], gt_valid[2:])
+    a.merge(b)
+    assert a.result() == whole.result()
+
+
+def test_box_evaluator_padding_and_empty_gt():
+    # Image 0 as in the hand example (hits at t = 0.5 for every delta); image 1 is eval
+    # padding with perfect boxes (must not count); image 2 has no valid gt box, and its
+    # boxes equal the padded gt (must count as wrong, not right).
+    perfect = np.tile(HAND_GT[1], (1, 3, 1, 1))  # img 1's gt box at every threshold
+    boxes = np.concatenate([HAND_BOXES[:1], perfect, perfect])
+    gt = np.concatenate([HAND_GT[:1], HAND_GT[1:], HAND_GT[1:]])
+    gt_valid = np.array([[True], [True], [False]])
+    ev = BoxEvaluator([0.0, 0.5, 0.9])
+    ev.update_boxes(
+        boxes, np.ones((3, 3, 1), bool), gt, gt_valid, sample_valid=np.array([True, False, True])
+    )
+    r = ev.result()
+    # Counted: image 0 (right at t = 0.5) and image 2 (always wrong) -> 50 % at t = 0.5.
+    assert r["num_examples"] == 2 and r["num_examples_without_gt"] == 1
+    assert r["curve_per_iou"]["50"] == [0, 50, 0]
+
+
+def test_box_evaluator_bad_input():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        BoxEvaluator([0.0, 1.5])
+    with pytest.raises(ValueError, match="increasing"):
+        BoxEvaluator([0.5, 0.2])
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        BoxEvaluator([0.5], iou_thresholds=(0.0, 0.5))
+    ev = BoxEvaluator([0.0, 0.5, 0.9])
+    bad = HAND_GT.copy()
+    bad[0, 0, 2] = 20
+    with pytest.raises(ValueError, match="outside the 20x20 image"):
+        ev.update_boxes(HAND_BOXES, np.ones((2, 3, 1), bool), bad, image_hw=(20, 20))
+    bad = HAND_GT.copy()
+    bad[1, 0] = [5, 5, 4, 9]
+    with pytest.raises(ValueError, match="malformed"):
+        ev.update_boxes(HAND_BOXES, np.ones((2, 3, 1), bool), bad)
+    with pytest.raises(TypeError, match="integer"):
+        ev.update_boxes(HAND_BOXES, np.ones((2, 3, 1), bool), HAND_GT.astype(np.float32))
+    with pytest.raises(ValueError, match="no example"):
+        ev.result()  # nothing counted: every update above was refused
+
+
+# -------------------------------------------------------------------------- MaskEvaluator
+
+HAND_MAP = np.array([[[1.0, 0.6, 0.9], [0.3, 0.0, 0.2]]], np.float32)
+HAND_MASK = np.array([[[1, 0, 255], [1, 0, 255]]], np.uint8)
+
+
+def test_mask_evaluator_hand_worked():
+    # Derived in tests/test_metrics.py::test_pixel_histograms_and_pxap_by_hand: 75.
+    ev = MaskEvaluator([0.0, 0.5])
+    ev.update(HAND_MAP, HAND_MASK)
+    r = ev.result()
+    assert r["pxap"] == pytest.approx(75.0)
+    assert (r["num_fg_pixels"], r["num_bg_pixels"], r["num_ignored_pixels"]) == (2, 2, 2)
+    assert r["curve_thresholds"] == [1.0, 0.5, 0.0]
+    assert r["precision"] == [1.0, 0.5, 0.5] and r["recall"] == [0.5, 0.5, 1.0]
+
+
+def _reference_pxap(maps, masks, grid):
+    """The benchmark's MaskEvaluator formula, written out with numpy (float64 edges)."""
+    edges = np.append(grid, [1.0, 2.0, 3.0])
+    true_h = np.histogram(maps[masks == 1], bins=edges)[0].astype(float)
+    false_h = np.histogram(maps[masks == 0], bins=edges)[0].astype(float)
+    tp, fp = true_h[::-1].cumsum(), false_h[::-1].cumsum()
+    fn = true_h.sum() - tp
+    nonzero = (tp + fp) != 0
+    with np.errstate(invalid="ignore"):
+        precision, recall = tp / (tp + fp), tp / (tp + fn)
+    return 100 * (precision[1:] * np.diff(recall))[nonzero[1:]].sum()
+
+
+def _random_masks(n, size, seed):
+    rng = np.random.default_rng(seed)
+    # Values at bin centres (k + 0.5) / 100 and the exact ends 0 and 1, so that float32
+    # and float64 edges put every value in the same bin.
+    maps = (rng.integers(0, 100, (n, size, size)) + 0.5) / 100
+    maps[:, 0, 0], maps[:, 0, 1] = 0.0, 1.0
+    masks = rng.choice(np.array([0, 1, 255], np.uint8), (n, size, size), p=[0.5, 0.4, 0.1])
+    return maps.astype(np.float32), masks
+
+
+def test_mask_evaluator_matches_benchmark_formula():
+    maps, masks = _random_masks(4, 12, seed=1)
+    grid = metrics.default_cam_thresholds()
+    ev = MaskEvaluator()
+    ev.update(maps, masks)
+    want = _reference_pxap(maps.astype(np.float64), masks, grid)
+    assert 30 < want < 70  # random maps: near the fg fraction 0.4 / 0.9
+    assert ev.result()["pxap"] == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("sizes", BATCHINGS)
+def test_mask_evaluator_streaming_equals_all_at_once(sizes):
+    maps, masks = _random_masks(6, 8, seed=2)
+    whole = MaskEvaluator()
+    whole.update(maps, masks)
+    parts = MaskEvaluator()
+    for s in _splits(sizes):
+        parts.update(maps[s], masks[s])
+    assert parts.result() == pytest.approx(whole.result(), nan_ok=True)
+
+
+def test_mask_evaluator_padding_not_counted():
+    maps, masks = _random_masks(2, 8, seed=3)
+    only = MaskEvaluator()
+    only.update(maps[:1], masks[:1])
+    padded = MaskEvaluator()
+    garbage = maps.copy()
+    garbage[1] = np.nan  # padding may hold anything: neither checked nor counted
+    padded.update(garbage, masks, sample_valid=np.array([True, False]))
+    assert padded.result() == pytest.approx(only.result(), nan_ok=True)
+    assert padded.result()["num_examples"] == 1
+
+
+def _with_inf(maps, masks):
+    maps = maps.copy()
+    maps[0, 1, 1] = np.inf
+    return maps, masks
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (_with_inf, ValueError, "NaN or inf"),
+        (lambda m, k: (m - 0.5, k), ValueError, "normalised"),
+        (lambda m, k: (m * 2, k), ValueError, "normalised"),
+        (lambda m, k: (m, np.where(k == 255, 2, k).astype(np.uint8)), ValueError, "other than"),
+        (lambda m, k: (m, k.astype(np.int32)), TypeError, "uint8"),
+        (lambda m, k: (m, k[:, :1]), ValueError, "shape"),
+    ],
+)
+def test_mask_evaluator_bad_input(change, error, match):
+    maps, masks = change(HAND_MAP, HAND_MASK)
+    ev = MaskEvaluator([0.0, 0.5])
+    with pytest.raises(error, match=match):
+        ev.update(maps, masks)
+
+
+# --------------------------------------------------------------- LocalizationErrorEvaluator
+
+
+def _three_images():
+    # Derived in tests/test_metrics.py::test_localization_hits_one_third_top1_error:
+    # top-1 loc right for images 0 and 1, wrong for image 2 (IoU 0.4) -> error 100/3;
+    # image 2's fourth guess is right -> top-5 loc error 0. Classes: image 1's ranked
+    # list misses its label in the top 5 -> cls top-1 and top-5 errors 100/3 each.
+    gt = np.tile(np.array([[[0, 0, 9, 9]]], np.int32), (3, 1, 1))
+    boxes = np.tile(np.array([50, 50, 59, 59], np.int32), (3, 5, 1))
+    boxes[0, 0] = [0, 0, 9, 9]
+    boxes[1, 0] = [0, 0, 9, 4]
+    boxes[2, 0] = [0, 0, 9, 3]
+    boxes[2, 3] = [0, 0, 9, 9]
+    class_ids = np.array([[1, 7, 8, 9, 10], [2, 7, 8, 9, 10], [3, 7, 8, 3, 10]])
+    ranked = np.array([[1, 7, 8, 9, 10], [6, 7, 8, 9, 10], [3, 7, 8, 4, 10]])
+    # GT-known boxes: right, right (IoU 0.5), IoU 0.4 -> 2/3.
+    known = np.array([[0, 0, 9, 9], [0, 0, 9, 4], [0, 0, 9, 3]], np.int32)
+    return class_ids, boxes, np.array([1, 2, 3]), gt, ranked, known
+
+
+def test_localization_evaluator_hand_worked():
+    class_ids, boxes, labels, gt, ranked, known = _three_images()
+    ev = LocalizationErrorEvaluator(image_hw=(64, 64))
+    ev.update(class_ids, boxes, labels, gt, gt_known_boxes=known[:, None], ranked_classes=ranked)
+    r = ev.result()
+    assert r["num_examples"] == 3
+    assert r["loc_top1_error"] == pytest.approx(100 / 3)
+    assert r["loc_top5_error"] == 0.0
+    assert r["cls_top1_error"] == pytest.approx(100 / 3)
+    assert r["cls_top5_error"] == pytest.approx(100 / 3)
+    assert r["gt_known_loc"] == pytest.approx(200 / 3)
+    # Without ranked classes the guesses' classes are used: every label is first -> 0.
+    ev = LocalizationErrorEvaluator()
+    ev.update(class_ids[:, :1], boxes[:, :1], labels, gt)
+    r = ev.result()
+    assert r["cls_top1_error"] == 0.0 and r["loc_top1_error"] == pytest.approx(100 / 3)
+    assert "loc_top5_error" not in r and "gt_known_loc" not in r  # one guess, no boxes
+
+
+@pytest.mark.parametrize("sizes", [(1, 1, 1), (1, 2), (2, 1), (3,)])
+def test_localization_evaluator_streaming_and_padding(sizes):
+    class_ids, boxes, labels, gt, ranked, known = _three_images()
+    whole = LocalizationErrorEvaluator()
+    whole.update(class_ids, boxes, labels, gt, gt_known_boxes=known, ranked_classes=ranked)
+    parts = LocalizationErrorEvaluator()
+    for s in _splits(sizes):
+        parts.update(
+            class_ids[s],
+            boxes[s],
+            labels[s],
+            gt[s],
+            gt_known_boxes=known[s],
+            ranked_classes=ranked[s],
+        )
+    assert parts.result() == whole.result()
+    # A padded copy of image 0 (right everywhere): counted, it would turn the top-1 loc
+    # error into 1/4; flagged as padding it must not move any number.
+    cat = lambda x: np.concatenate([x, x[:1]])
+    padded = LocalizationErrorEvaluator()
+    padded.update(
+        cat(class_ids),
+        cat(boxes),
+        cat(labels),
+        cat(gt),
+        None,
+        np.array([True, True, True, False]),
+        gt_known_boxes=cat(known),
+        ranked_classes=cat(ranked),
+    )
+    assert padded.result() == whole.result()
+
+
+def test_localization_evaluator_empty_gt_and_bad_input():
+    class_ids, boxes, labels, gt, ranked, known = _three_images()
+    ev = LocalizationErrorEvaluator()
+    # Image 0 loses its only gt box: it is counted, and wrong (top-1 hits drop to 1/3).
+    ev.update(class_ids, boxes, labels, gt, np.array([[False], [True], [True]]))
+    r = ev.result()
+    assert r["num_examples_without_gt"] == 1 and r["loc_top1_error"] == pytest.approx(200 / 3)
+    with pytest.raises(ValueError, match="every update or in none"):
+        ev.update(class_ids, boxes, labels, gt, gt_known_boxes=known)
+    with pytest.raises(ValueError, match="outside the 8x8 image"):
+        LocalizationErrorEvaluator(image_hw=(8, 8)).update(class_ids, boxes, labels, gt)
+    with pytest.raises(ValueError, match="non-negative"):
+        LocalizationErrorEvaluator().update(class_ids, boxes, -labels, gt)
