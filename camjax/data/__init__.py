@@ -1,0 +1,23 @@
+"""Input pipelines: TFDS data sets (embedded ``camjax_shapes``, ImageNet, CUB), folders.
+
+Contract (docs/CONTRACTS.md, "data"): ``info``, ``train_iterator``, ``eval_iterator``,
+``shard``, ``prefetch_to_device``, ``folder_iterator``. TensorFlow runs on the CPU only.
+"""
+
+from camjax.data.pipeline import (
+    SOURCES,
+    DatasetInfo,
+    empty_batch,
+    eval_iterator,
+    info,
+    train_iterator,
+)
+
+__all__ = [
+    "SOURCES",
+    "DatasetInfo",
+    "empty_batch",
+    "eval_iterator",
+    "info",
+    "train_iterator",
+]

@@ -1,0 +1,299 @@
+"""Training and evaluation iterators over TFDS data sets (tf.data on the CPU only).
+
+Order as a pure function of (seed, step), so a killed run resumes exactly: the examples
+of this process form epochs of ``N`` examples; epoch ``e`` reads the files in an order
+and shuffles with a buffer, both seeded by ``(seed, process, e)``; example ``i`` of epoch
+``e`` is augmented with the stateless seed ``(seed, process, e * N + i)``. Batches are
+consecutive runs of ``B`` examples of this endless stream, so batch ``k`` starts at
+position ``k * B``: resuming at ``start_step`` opens epoch ``k * B // N`` and skips the
+first ``k * B % N`` records *before* decoding. A batch that straddles two epochs takes
+its head from the end of one and its tail from the start of the next.
+
+Multi-host: process ``p`` of ``P`` reads ``tfds.split_for_jax_process`` (even slices of
+the split) and gets batches of ``global_batch_size // P``. Evaluation pads every process
+to the same number of batches (the largest slice's), marking padding ``valid=False``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from camjax.data import cub, imagenet, preprocess, shapes
+from camjax.data.source import Source
+
+
+def _hide_accelerators_from_tensorflow() -> None:
+    # TensorFlow would otherwise grab GPU memory that JAX needs; it only feeds the host.
+    for kind in ("GPU", "TPU"):
+        try:
+            tf.config.set_visible_devices([], kind)
+        except (RuntimeError, ValueError):  # already initialised, or no such device type
+            pass
+
+
+_hide_accelerators_from_tensorflow()
+
+# data_cfg.name -> Source.
+SOURCES: dict[str, Source] = {
+    "camjax_shapes": shapes.SOURCE,
+    "imagenet2012": imagenet.SOURCE,
+    "caltech_birds2011": cub.SOURCE,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    num_classes: int
+    class_names: tuple[str, ...]
+    image_size: int
+    num_examples: dict[str, int]
+    has_masks: bool
+
+
+def _source(data_cfg) -> Source:
+    if data_cfg.name not in SOURCES:
+        raise ValueError(f"unknown data set {data_cfg.name!r}; known: {', '.join(SOURCES)}")
+    return SOURCES[data_cfg.name]
+
+
+def info(data_cfg) -> DatasetInfo:
+    """Classes, input side, examples per split, whether masks exist (prepares if needed)."""
+    src = _source(data_cfg)
+    b = src.builder(data_cfg)
+    sizes = src.split_sizes(data_cfg)
+    if sizes is None:
+        sizes = {name: int(s.num_examples) for name, s in b.info.splits.items()}
+    names = tuple(src.class_names(data_cfg, b))
+    return DatasetInfo(len(names), names, int(data_cfg.image_size), dict(sizes), src.has_masks)
+
+
+def _process(process_index, process_count) -> tuple[int, int]:
+    if process_index is None or process_count is None:
+        import jax  # only when the caller leaves the process layout to JAX
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    return int(process_index), int(process_count)
+
+
+def _local_batch(global_batch_size: int, process_count: int) -> int:
+    if global_batch_size < 1 or global_batch_size % process_count:
+        raise ValueError(
+            f"global_batch_size {global_batch_size} must be a positive multiple of the "
+            f"process count {process_count}"
+        )
+    return global_batch_size // process_count
+
+
+def _seed(*parts: int) -> int:
+    """A 31-bit seed mixed from integers (numpy SeedSequence hashing)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
+
+
+def _options() -> tf.data.Options:
+    o = tf.data.Options()
+    o.deterministic = True
+    return o
+
+
+def _read(src, b, data_cfg, split, pi, pc, shuffle_seed=None) -> tf.data.Dataset:
+    """This process's slice of ``split`` in common form (files shuffled if seeded)."""
+    available = set(b.info.splits.keys())
+    if available and split not in available:
+        raise ValueError(f"{data_cfg.name} has no split {split!r}; splits: {sorted(available)}")
+    sub = tfds.split_for_jax_process(split, process_index=pi, process_count=pc)
+    read_config = tfds.ReadConfig(
+        options=_options(),
+        shuffle_seed=shuffle_seed,
+        interleave_cycle_length=16,
+        interleave_block_length=1,
+    )
+    ds = b.as_dataset(
+        split=sub,
+        shuffle_files=shuffle_seed is not None,
+        read_config=read_config,
+        decoders=src.decoders(),
+    )
+    return src.standardize(ds, data_cfg, split)
+
+
+def _count(ds: tf.data.Dataset) -> int:
+    n = int(ds.cardinality())
+    if n < 0:  # unknown: count once
+        n = int(ds.reduce(np.int64(0), lambda c, _: c + 1))
+    return n
+
+
+def _decode_mask(src: Source, mask: tf.Tensor) -> tf.Tensor:
+    if mask.dtype == tf.string:
+        mask = tf.io.decode_png(mask, channels=1)
+    mask = tf.cast(mask, tf.uint8)
+    if mask.shape.rank == 3:
+        mask = mask[..., 0]
+    return src.mask_values(mask)
+
+
+def _train_map(src: Source, data_cfg, aug_seed: int):
+    augment = preprocess.TRAIN_AUGMENTS.get(data_cfg.train_augment)
+    if augment is None:
+        raise ValueError(
+            f"unknown train_augment {data_cfg.train_augment!r}; known: "
+            f"{', '.join(preprocess.TRAIN_AUGMENTS)}"
+        )
+    size = int(data_cfg.image_size)
+
+    def fn(position, ex):
+        seed = tf.stack([tf.constant(aug_seed, tf.int64), position])
+        mask = _decode_mask(src, ex["mask"]) if src.has_masks else None
+        img, px, keep, m = augment(ex["image"], ex["boxes"], mask, size, seed)
+        return preprocess.finalize(
+            img, px, keep, m, ex["label"], size=size, max_boxes=int(data_cfg.max_boxes),
+            normalization=data_cfg.normalization,
+        )
+
+    return fn
+
+
+def train_iterator(
+    data_cfg,
+    *,
+    global_batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Endless training batches for this process; batch ``k`` depends only on (seed, k).
+
+    Yields dicts of numpy arrays ``image, label, bboxes, bbox_valid[, mask]`` with leading
+    axis ``global_batch_size // process_count``.
+    """
+    pi, pc = _process(process_index, process_count)
+    batch = _local_batch(global_batch_size, pc)
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    src = _source(data_cfg)
+    b = src.builder(data_cfg)
+    split = data_cfg.train_split
+    n = _count(_read(src, b, data_cfg, split, pi, pc))
+    if n == 0:
+        raise ValueError(f"process {pi} of {pc} has no examples in {data_cfg.name}:{split}")
+    augment = _train_map(src, data_cfg, _seed(seed, pi, 1))
+    buffer = max(1, int(data_cfg.shuffle_buffer))
+    return _rebatch(_epoch_pieces(src, b, data_cfg, split, pi, pc, seed, n, batch, augment,
+                                  buffer, start_step * batch), batch)
+
+
+def _epoch_pieces(src, b, data_cfg, split, pi, pc, seed, n, batch, augment, buffer, pos):
+    """Batches of the stream from position ``pos``, cut at multiples of ``batch``."""
+    epoch, offset = divmod(pos, n)
+    while True:
+        ds = _read(src, b, data_cfg, split, pi, pc, shuffle_seed=_seed(seed, pi, 2, epoch))
+        ds = ds.shuffle(buffer, seed=_seed(seed, pi, 3, epoch), reshuffle_each_iteration=False)
+        base = epoch * n
+        ds = ds.enumerate().map(lambda i, ex, base=base: (i + base, ex))
+        ds = ds.skip(offset)  # raw records: nothing decoded yet
+        head = (-(base + offset)) % batch  # examples completing the previous epoch's batch
+        parts = []
+        if head:
+            parts.append(ds.take(head).map(augment, num_parallel_calls=tf.data.AUTOTUNE))
+            ds = ds.skip(head)
+        parts.append(ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE))
+        for part in parts:
+            part = part.batch(batch).prefetch(2).with_options(_options())
+            yield from part.as_numpy_iterator()
+        epoch, offset = epoch + 1, 0
+
+
+def _rebatch(pieces, batch: int) -> Iterator[dict[str, np.ndarray]]:
+    """Join pieces shorter than ``batch`` (epoch ends) into full batches."""
+    carry = None
+    for piece in pieces:
+        if carry is None and len(piece["label"]) == batch:
+            yield piece
+            continue
+        carry = piece if carry is None else {
+            k: np.concatenate([carry[k], piece[k]]) for k in carry
+        }
+        if len(carry["label"]) >= batch:
+            if len(carry["label"]) > batch:
+                raise AssertionError("pieces must be cut at multiples of the batch size")
+            yield carry
+            carry = None
+
+
+def _eval_map(src: Source, data_cfg):
+    size = int(data_cfg.image_size)
+
+    def fn(ex):
+        mask = _decode_mask(src, ex["mask"]) if src.has_masks else None
+        img, px, keep, m = preprocess.eval_resize(ex["image"], ex["boxes"], mask, size)
+        out = preprocess.finalize(
+            img, px, keep, m, ex["label"], size=size, max_boxes=int(data_cfg.max_boxes),
+            normalization=data_cfg.normalization,
+        )
+        out["valid"] = tf.constant(True)
+        return out
+
+    return fn
+
+
+def empty_batch(batch: int, size: int, max_boxes: int, has_masks: bool) -> dict:
+    """An all-padding batch (``valid`` all False) with the eval batch layout."""
+    out = {
+        "image": np.zeros((batch, size, size, 3), np.float32),
+        "label": np.zeros((batch,), np.int32),
+        "bboxes": np.zeros((batch, max_boxes, 4), np.int32),
+        "bbox_valid": np.zeros((batch, max_boxes), bool),
+    }
+    if has_masks:
+        out["mask"] = np.zeros((batch, size, size), np.uint8)
+    out["valid"] = np.zeros((batch,), bool)
+    return out
+
+
+def eval_iterator(
+    data_cfg,
+    split: str,
+    *,
+    global_batch_size: int,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Each example of ``split`` exactly once (``valid``), in full padded batches.
+
+    Every process yields ``ceil(max_p n_p / B)`` batches, ``n_p`` its slice's size, so
+    collective steps line up across hosts.
+    """
+    pi, pc = _process(process_index, process_count)
+    batch = _local_batch(global_batch_size, pc)
+    src = _source(data_cfg)
+    b = src.builder(data_cfg)
+    counts = [_count(_read(src, b, data_cfg, split, p, pc)) for p in range(pc)]
+    num_batches = math.ceil(max(counts) / batch)
+    ds = _read(src, b, data_cfg, split, pi, pc)
+    ds = ds.map(_eval_map(src, data_cfg), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch).prefetch(2).with_options(_options())
+    pad = empty_batch(batch, int(data_cfg.image_size), int(data_cfg.max_boxes), src.has_masks)
+    return _padded(ds.as_numpy_iterator(), pad, num_batches)
+
+
+def _padded(batches, pad: dict, num_batches: int):
+    size = len(pad["valid"])
+    done = 0
+    for piece in batches:
+        k = len(piece["label"])
+        if k < size:
+            piece = {key: np.concatenate([piece[key], pad[key][k:]]) for key in pad}
+        yield piece
+        done += 1
+    for _ in range(num_batches - done):
+        yield {key: v.copy() for key, v in pad.items()}
