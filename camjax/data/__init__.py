@@ -4,6 +4,7 @@ Contract (docs/CONTRACTS.md, "data"): ``info``, ``train_iterator``, ``eval_itera
 ``shard``, ``prefetch_to_device``, ``folder_iterator``. TensorFlow runs on the CPU only.
 """
 
+from camjax.data.folder import FolderIterator, folder_iterator
 from camjax.data.pipeline import (
     SOURCES,
     DatasetInfo,
@@ -12,12 +13,17 @@ from camjax.data.pipeline import (
     info,
     train_iterator,
 )
+from camjax.data.sharding import prefetch_to_device, shard
 
 __all__ = [
     "SOURCES",
     "DatasetInfo",
+    "FolderIterator",
     "empty_batch",
     "eval_iterator",
+    "folder_iterator",
     "info",
+    "prefetch_to_device",
+    "shard",
     "train_iterator",
 ]

@@ -21,9 +21,7 @@ def builder(data_cfg):
     if b.is_prepared():
         return b
     try:
-        b.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
+        b.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     except Exception as e:
         raise FileNotFoundError(
             f"CUB-200-2011 (caltech_birds2011) is not prepared in {b.data_dir} and could not "

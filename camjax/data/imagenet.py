@@ -107,7 +107,7 @@ def read_val_boxes(path: str) -> dict[str, list[tuple[int, int, int, int]]]:
             if reader.fieldnames is None or not {"ImageId", "PredictionString"} <= set(
                 reader.fieldnames
             ):
-                raise ValueError(f"{path}: expected columns ImageId,PredictionString; {_BOXES_HELP}")
+                raise ValueError(f"{path}: no ImageId,PredictionString columns; {_BOXES_HELP}")
             for row in reader:
                 parts = row["PredictionString"].split()
                 if len(parts) % 5:
@@ -136,7 +136,9 @@ def _box_lookup(boxes_by_stem, max_boxes: int):
     if over:
         logging.warning(
             "%d ImageNet validation images have more than max_boxes=%d boxes; the extra "
-            "boxes are dropped (raise data.max_boxes to keep them)", over, max_boxes,
+            "boxes are dropped (raise data.max_boxes to keep them)",
+            over,
+            max_boxes,
         )
     flat = np.array([b for s in stems for b in boxes_by_stem[s]], np.float32).reshape(-1, 4)
     splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

@@ -155,7 +155,13 @@ def _train_map(src: Source, data_cfg, aug_seed: int):
         mask = _decode_mask(src, ex["mask"]) if src.has_masks else None
         img, px, keep, m = augment(ex["image"], ex["boxes"], mask, size, seed)
         return preprocess.finalize(
-            img, px, keep, m, ex["label"], size=size, max_boxes=int(data_cfg.max_boxes),
+            img,
+            px,
+            keep,
+            m,
+            ex["label"],
+            size=size,
+            max_boxes=int(data_cfg.max_boxes),
             normalization=data_cfg.normalization,
         )
 
@@ -188,8 +194,12 @@ def train_iterator(
         raise ValueError(f"process {pi} of {pc} has no examples in {data_cfg.name}:{split}")
     augment = _train_map(src, data_cfg, _seed(seed, pi, 1))
     buffer = max(1, int(data_cfg.shuffle_buffer))
-    return _rebatch(_epoch_pieces(src, b, data_cfg, split, pi, pc, seed, n, batch, augment,
-                                  buffer, start_step * batch), batch)
+    return _rebatch(
+        _epoch_pieces(
+            src, b, data_cfg, split, pi, pc, seed, n, batch, augment, buffer, start_step * batch
+        ),
+        batch,
+    )
 
 
 def _epoch_pieces(src, b, data_cfg, split, pi, pc, seed, n, batch, augment, buffer, pos):
@@ -220,9 +230,7 @@ def _rebatch(pieces, batch: int) -> Iterator[dict[str, np.ndarray]]:
         if carry is None and len(piece["label"]) == batch:
             yield piece
             continue
-        carry = piece if carry is None else {
-            k: np.concatenate([carry[k], piece[k]]) for k in carry
-        }
+        carry = piece if carry is None else {k: np.concatenate([carry[k], piece[k]]) for k in carry}
         if len(carry["label"]) >= batch:
             if len(carry["label"]) > batch:
                 raise AssertionError("pieces must be cut at multiples of the batch size")
@@ -237,7 +245,13 @@ def _eval_map(src: Source, data_cfg):
         mask = _decode_mask(src, ex["mask"]) if src.has_masks else None
         img, px, keep, m = preprocess.eval_resize(ex["image"], ex["boxes"], mask, size)
         out = preprocess.finalize(
-            img, px, keep, m, ex["label"], size=size, max_boxes=int(data_cfg.max_boxes),
+            img,
+            px,
+            keep,
+            m,
+            ex["label"],
+            size=size,
+            max_boxes=int(data_cfg.max_boxes),
             normalization=data_cfg.normalization,
         )
         out["valid"] = tf.constant(True)

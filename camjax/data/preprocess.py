@@ -160,8 +160,9 @@ def _maybe_flip(img, px, keep, m, size, seed):
     return img, px, keep, m
 
 
-def random_resized_crop(image, boxes, mask, size: int, seed: tf.Tensor, area=(0.08, 1.0),
-                        aspect=(3 / 4, 4 / 3)):
+def random_resized_crop(
+    image, boxes, mask, size: int, seed: tf.Tensor, area=(0.08, 1.0), aspect=(3 / 4, 4 / 3)
+):
     """Inception crop (area ``area`` of the image, aspect ``aspect``), resize, mirror.
 
     JPEG bytes are decoded only inside the crop window (``decode_and_crop_jpeg``).

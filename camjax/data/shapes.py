@@ -46,8 +46,8 @@ def make_config(image_size=64, num_train=4000, num_validation=500, num_test=500,
         raise ValueError(f"camjax_shapes image_size must be >= 16, got {image_size}")
     if min(fields[1:4]) < 1:
         raise ValueError(f"camjax_shapes split sizes must be >= 1, got {fields[1:4]}")
-    name = "default" if fields == (64, 4000, 500, 500, 0) else "s{}_n{}-{}-{}_seed{}".format(
-        *fields
+    name = (
+        "default" if fields == (64, 4000, 500, 500, 0) else "s{}_n{}-{}-{}_seed{}".format(*fields)
     )
     return ShapesConfig(
         name=name,
@@ -63,9 +63,7 @@ def make_config(image_size=64, num_train=4000, num_validation=500, num_test=500,
 def config_from_data_cfg(data_cfg) -> ShapesConfig:
     """``make_config`` from ``data_cfg.shapes.{image_size, num_*, seed}``."""
     s = data_cfg.shapes
-    return make_config(
-        s.image_size, s.num_train, s.num_validation, s.num_test, s.get("seed", 0)
-    )
+    return make_config(s.image_size, s.num_train, s.num_validation, s.num_test, s.get("seed", 0))
 
 
 def example(seed: int, split: str, index: int, image_size: int) -> dict:
@@ -124,9 +122,7 @@ def builder(data_cfg) -> CamjaxShapes:
     """The prepared builder for ``data_cfg`` (generated on first use, offline)."""
     b = CamjaxShapes(config=config_from_data_cfg(data_cfg), data_dir=data_cfg.get("data_dir"))
     if not b.is_prepared():
-        b.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-        )
+        b.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return b
 
 
