@@ -135,10 +135,11 @@ def test_flax_matches_torch_reference(pretrained, photos):
     for x, got_logits, got_f in ((images, logits, features), (odd, odd_logits, odd_features)):
         with torch.no_grad():
             want_logits, want_f = ref(torch.from_numpy(x).permute(0, 3, 1, 2))
-        # float32 through 18 conv/BN stages: differences are summation order only.
+        # float32, summation order only: measured max |diff| 4e-5 (features <= 6) and
+        # 1e-5 (logits <= 14) on this CPU; tolerance ~5x that.
         want_f = want_f.permute(0, 2, 3, 1).numpy()
-        np.testing.assert_allclose(got_f, want_f, atol=2e-3, rtol=1e-3)
-        np.testing.assert_allclose(got_logits, want_logits.numpy(), atol=2e-3, rtol=1e-3)
+        np.testing.assert_allclose(got_f, want_f, atol=2e-4, rtol=1e-4)
+        np.testing.assert_allclose(got_logits, want_logits.numpy(), atol=1e-4, rtol=1e-4)
 
 
 def test_real_photos_top1_top5(photos):
@@ -193,6 +194,10 @@ def test_cam_boxes_inside_image_and_non_degenerate(pretrained, photos):
     peak_y, peak_x = np.unravel_index(up.reshape(20, -1).argmax(1), (224, 224))
     inside = (x0 <= peak_x) & (peak_x <= x1) & (y0 <= peak_y) & (peak_y <= y1)
     assert inside.mean() >= 0.9
+    # Most boxes are proper parts of the photo (a scipy labelling gives 17 of 20; close-ups
+    # such as the full-frame 'imagenet_12' legitimately fill it).
+    whole = (x0 == 0) & (y0 == 0) & (x1 == 223) & (y1 == 223)
+    assert whole.sum() <= 5
 
 
 def test_torch_key_is_mechanical():
