@@ -140,13 +140,14 @@ class RestrictedUnpickler(pickle.Unpickler):
         if not isinstance(stype, _StorageType):
             raise CheckpointError(f"persistent id names {stype!r:.80}, not a storage type")
         key = key.decode("ascii") if isinstance(key, bytes) else str(key)
-        ref = _StorageRef(key, stype.dtype, int(numel))
+        root = _StorageRef(key, stype.dtype, int(numel))
+        self.storages.setdefault(key, root)
         view = pid[5] if len(pid) == 6 else None
-        if view is not None:  # legacy view into a root storage: (view_key, offset, size)
-            _view_key, offset, view_numel = view
-            ref = _StorageRef(key, stype.dtype, int(view_numel), int(offset))
-        self.storages.setdefault(key, ref)
-        return ref
+        if view is None:
+            return root
+        # Legacy view into a root storage: (view_key, offset, size), in elements.
+        _view_key, offset, view_numel = view
+        return _StorageRef(key, stype.dtype, int(view_numel), int(offset))
 
 
 def _unpickle(f: BinaryIO, storages: dict[str, _StorageRef] | None = None) -> Any:
@@ -244,9 +245,11 @@ def _load_legacy(f: BinaryIO) -> Any:
         if len(head) != 8:
             raise CheckpointError(f"truncated file: storage {key!r} header missing")
         (numel,) = struct.unpack("<q", head)
+        if numel != refs[key].numel:
+            raise CheckpointError(
+                f"storage {key!r}: {numel} elements in the file, the pickle says {refs[key].numel}"
+            )
         nbytes = numel * refs[key].dtype.itemsize
-        if numel < 0:
-            raise CheckpointError(f"storage {key!r}: negative size {numel}")
         data = f.read(nbytes)
         if len(data) != nbytes:
             raise CheckpointError(
