@@ -344,3 +344,114 @@ def test_localization_evaluator_empty_gt_and_bad_input():
         LocalizationErrorEvaluator(image_hw=(8, 8)).update(class_ids, boxes, labels, gt)
     with pytest.raises(ValueError, match="non-negative"):
         LocalizationErrorEvaluator().update(class_ids, boxes, -labels, gt)
+
+
+# ------------------------------------------------------- BoxEvaluator through camjax.boxes
+
+
+def _two_maps():
+    # img 0: a 10x10 block of 1.0 at x, y in 0..9 on a 0.4 floor; gt = the block.
+    # img 1: blob A (1.0, 6x6 = 36 px at 12..17) and blob B (0.6, 5x5 = 25 px at 0..4) on
+    #        0; gt = blob B's box (0,0,4,4).
+    maps = np.zeros((2, 20, 20), np.float32)
+    maps[0] = 0.4
+    maps[0, :10, :10] = 1.0
+    maps[1, 12:18, 12:18] = 1.0
+    maps[1, :5, :5] = 0.6
+    gt = np.array([[[0, 0, 9, 9]], [[0, 0, 4, 4]]], np.int32)
+    return maps, gt
+
+
+def test_box_evaluator_from_maps_hand_worked():
+    pytest.importorskip("camjax.boxes")
+    maps, gt = _two_maps()
+    grid = [0.0, 0.3, 0.5, 0.9]
+    # Masks map >= t * max (max = 1):
+    #  t 0, 0.3: img 0 keeps everything -> (0,0,19,19), IoU 100/400 = 0.25.
+    #            img 1 at t 0 keeps everything -> one box (0,0,19,19), IoU 25/400;
+    #            at 0.3 two components, A (36 px, IoU 0 with gt) and B (= gt, IoU 1).
+    #  t 0.5:    img 0 the block (IoU 1); img 1 A and B as at 0.3.
+    #  t 0.9:    img 0 the block; img 1 A only (IoU 0).
+    # Largest component (MaxBoxAcc, delta 0.5): img 1 always boxes A or the whole map
+    #   -> curve [0, 0, 50, 50], MaxBoxAcc 50 at t = 0.5.
+    # Any component (V2): img 1 right at 0.3 and 0.5 for every delta; img 0 right at
+    #   0.5 and 0.9 -> curves [0, 50, 100, 50] for each delta, MaxBoxAccV2 100 at 0.5.
+    v1 = BoxEvaluator(grid, (0.5,), multi_contour=False)
+    v1.update(maps, gt)
+    r1 = v1.result()
+    assert r1["curve_per_iou"]["50"] == [0, 0, 50, 50]
+    assert r1["max_box_acc"] == 50.0 and r1["best_threshold_per_iou"]["50"] == 0.5
+    v2 = BoxEvaluator(grid, max_components=4)
+    v2.update(maps, gt)
+    r2 = v2.result()
+    assert r2["curve_per_iou"] == {k: [0, 50, 100, 50] for k in ("30", "50", "70")}
+    assert r2["max_box_acc_v2"] == 100.0
+
+
+def _smooth_maps(n, size, seed):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    maps = ndimage.gaussian_filter(rng.random((n, size, size)), (0, 1.5, 1.5))
+    maps -= maps.min(axis=(1, 2), keepdims=True)
+    return (maps / maps.max(axis=(1, 2), keepdims=True)).astype(np.float32)
+
+
+def _scipy_curves(maps, gt, grid, deltas, multi):
+    """Reference curves: scipy.ndimage.label (8-connectivity) per map and threshold."""
+    from scipy import ndimage
+
+    hits = np.zeros((len(deltas), len(grid)))
+    for b, m in enumerate(maps):
+        for j, t in enumerate(grid):
+            labels, n = ndimage.label(m >= np.float32(t) * m.max(), np.ones((3, 3)))
+            slices = ndimage.find_objects(labels)
+            sizes = ndimage.sum_labels(np.ones_like(m), labels, range(1, n + 1))
+            keep = range(n) if multi else [int(np.argmax(sizes))]
+            boxes = np.array(
+                [[s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1] for s in slices]
+            )[list(keep)]
+            best = np.asarray(metrics.iou(boxes, gt[b])).max()
+            hits[:, j] += best >= np.asarray(deltas, np.float32)
+    return 100 * hits / len(maps)
+
+
+@pytest.mark.parametrize("multi", [True, False])
+def test_box_evaluator_from_maps_matches_scipy_and_streams(multi):
+    pytest.importorskip("camjax.boxes")
+    maps = _smooth_maps(6, 16, seed=4)
+    rng = np.random.default_rng(5)
+    lo = rng.integers(0, 8, (6, 2, 2))
+    gt = np.concatenate([lo, lo + rng.integers(2, 8, (6, 2, 2))], -1).astype(np.int32)
+    grid = [0.0, 0.2, 0.4, 0.6, 0.8]
+    deltas = (0.3, 0.5, 0.7)
+    whole = BoxEvaluator(grid, deltas, multi_contour=multi, max_components=64)
+    whole.update(maps, gt)
+    r = whole.result()
+    want = _scipy_curves(maps, gt, grid, deltas, multi)
+    for i, k in enumerate(("30", "50", "70")):
+        np.testing.assert_allclose(r["curve_per_iou"][k], want[i])
+    parts = BoxEvaluator(grid, deltas, multi_contour=multi, max_components=64)
+    for s in _splits((1, 2, 3)):
+        parts.update(maps[s], gt[s])
+    assert parts.result() == r
+
+
+def test_box_evaluator_maps_bad_input_and_padding():
+    pytest.importorskip("camjax.boxes")
+    maps, gt = _two_maps()
+    ev = BoxEvaluator([0.0, 0.5])
+    for bad, match in [(maps - 0.5, "normalised"), (maps * 2, "normalised")]:
+        with pytest.raises(ValueError, match=match):
+            ev.update(bad, gt)
+    nan = maps.copy()
+    nan[1, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ev.update(nan, gt)
+    with pytest.raises(ValueError, match="outside the 20x20 image"):
+        ev.update(maps, gt + 15)
+    # The NaN map as eval padding: not checked, not counted -> as image 0 alone.
+    ev.update(nan, gt, sample_valid=np.array([True, False]))
+    alone = BoxEvaluator([0.0, 0.5])
+    alone.update(maps[:1], gt[:1])
+    assert ev.result() == alone.result() and ev.result()["num_examples"] == 1
