@@ -255,3 +255,40 @@ def test_batchnorm_train_updates_stats_eval_does_not(googlenet32):
     want_var = 0.9 * old["var"] + 0.1 * y.var(axis=(0, 1, 2))
     np.testing.assert_allclose(new["mean"], want_mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(new["var"], want_var, rtol=1e-4, atol=1e-5)
+
+
+def test_synchronised_batchnorm_under_pmap_equals_global_batch():
+    # One ResNet bottleneck (with its downsample branch) on 8 simulated devices, 2 images
+    # each: with bn_axis_name the statistics are those of all 16 images; without, device 0's.
+    from camjax.models.resnet import Bottleneck
+
+    n = jax.local_device_count()
+    x = jax.random.normal(jax.random.key(5), (n, 2, 6, 6, 8))
+    synced, local = (Bottleneck(4, stride=2, bn_axis_name=a) for a in ("batch", None))
+    variables = jax.jit(local.init)(jax.random.key(6), x[0])
+
+    def train(module):
+        return lambda v, xs: module.apply(v, xs, train=True, mutable=["batch_stats"])
+
+    (y_sync, s_sync) = jax.pmap(train(synced), axis_name="batch", in_axes=(None, 0))(variables, x)
+    y_all, s_all = jax.jit(train(local))(variables, x.reshape(-1, *x.shape[2:]))
+    np.testing.assert_allclose(y_sync.reshape(y_all.shape), y_all, rtol=1e-4, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(s_sync), jax.tree.leaves(s_all), strict=True):
+        np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-6)  # same on every device
+        np.testing.assert_allclose(a[-1], b, rtol=1e-4, atol=1e-6)
+    _, s_dev0 = jax.jit(train(local))(variables, x[0])
+    mean_all = s_all["batch_stats"]["bn1"]["mean"]
+    assert not np.allclose(s_dev0["batch_stats"]["bn1"]["mean"], mean_all, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", BN_MODELS)
+def test_factories_pass_bn_axis_name_and_momentum(name):
+    model = models.create(name, 3, bn_axis_name="devices", bn_momentum=0.5)
+    x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)  # eval mode: no axis needed
+    jax.eval_shape(model.apply, variables, x)
+    # Train mode outside any mapped axis must name the missing axis.
+    with pytest.raises(NameError, match="devices"):
+        jax.eval_shape(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]),
+                       variables, x)  # fmt: skip
+    assert model.backbone.bn_momentum == 0.5
