@@ -289,6 +289,7 @@ def test_factories_pass_bn_axis_name_and_momentum(name):
     jax.eval_shape(model.apply, variables, x)
     # Train mode outside any mapped axis must name the missing axis.
     with pytest.raises(NameError, match="devices"):
-        jax.eval_shape(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]),
-                       variables, x)  # fmt: skip
+        jax.eval_shape(
+            lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]), variables, x
+        )
     assert model.backbone.bn_momentum == 0.5

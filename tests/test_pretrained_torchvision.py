@@ -33,8 +33,26 @@ class VGG16(nn.Module):
     def __init__(self):
         super().__init__()
         layers, c = [], 3
-        for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-                  512, 512, 512, "M"):  # fmt: skip
+        for v in (
+            64,
+            64,
+            "M",
+            128,
+            128,
+            "M",
+            256,
+            256,
+            256,
+            "M",
+            512,
+            512,
+            512,
+            "M",
+            512,
+            512,
+            512,
+            "M",
+        ):
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
             else:
@@ -50,15 +68,20 @@ class AlexNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True),
+            nn.Conv2d(3, 64, 11, stride=4, padding=2),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True),
+            nn.Conv2d(64, 192, 5, padding=2),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2),
-        )  # fmt: skip
+        )
 
     def trunk(self, x):
         return self.features[:12](x)  # up to conv5 + ReLU
@@ -201,14 +224,32 @@ def _randomize(module: nn.Module, seed: int) -> dict[str, np.ndarray]:
 # Keys of torchvision's files that the reference modules above do not build (they are big
 # or unused): small stand-ins under the real names, which the mapping must ignore.
 EXTRA_IGNORED = {
-    "vgg16_gap": ["classifier.0.weight", "classifier.0.bias", "classifier.3.weight",
-                  "classifier.3.bias", "classifier.6.weight", "classifier.6.bias"],
-    "alexnet_gap": ["classifier.1.weight", "classifier.1.bias", "classifier.4.weight",
-                    "classifier.4.bias", "classifier.6.weight", "classifier.6.bias"],
-    "googlenet_gap": ["aux1.conv.conv.weight", "aux1.conv.bn.running_mean", "aux1.fc1.weight",
-                      "aux1.fc2.bias", "aux2.conv.conv.weight", "aux2.fc2.weight"],
+    "vgg16_gap": [
+        "classifier.0.weight",
+        "classifier.0.bias",
+        "classifier.3.weight",
+        "classifier.3.bias",
+        "classifier.6.weight",
+        "classifier.6.bias",
+    ],
+    "alexnet_gap": [
+        "classifier.1.weight",
+        "classifier.1.bias",
+        "classifier.4.weight",
+        "classifier.4.bias",
+        "classifier.6.weight",
+        "classifier.6.bias",
+    ],
+    "googlenet_gap": [
+        "aux1.conv.conv.weight",
+        "aux1.conv.bn.running_mean",
+        "aux1.fc1.weight",
+        "aux1.fc2.bias",
+        "aux2.conv.conv.weight",
+        "aux2.fc2.weight",
+    ],
     "resnet50_gap": [],
-}  # fmt: skip
+}
 
 CASES = [
     # name, torch reference, input side, kwargs, map side
@@ -251,9 +292,13 @@ def test_torch_trunk_equals_flax_backbone(name, reference, size, kwargs, side):
 
 def test_mapping_table_covers_every_paper_model():
     assert set(TORCHVISION_MAPPINGS) == {
-        "vgg16_gap", "alexnet_gap", "alexnet_star_gap", "googlenet_gap", "googlenet_gmp",
+        "vgg16_gap",
+        "alexnet_gap",
+        "alexnet_star_gap",
+        "googlenet_gap",
+        "googlenet_gmp",
         "resnet50_gap",
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +318,11 @@ def alexnet_case():
 def test_head_kept_and_kernels_transposed(alexnet_case):
     state, model, variables = alexnet_case
     mapped = TORCHVISION_MAPPINGS["alexnet_star_gap"](state, variables)
-    for a, b in zip(jax.tree.leaves(mapped["params"]["head"]),
-                    jax.tree.leaves(variables["params"]["head"]), strict=True):  # fmt: skip
+    for a, b in zip(
+        jax.tree.leaves(mapped["params"]["head"]),
+        jax.tree.leaves(variables["params"]["head"]),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
     # features.3.weight is [192, 64, 5, 5] (OIHW); Flax wants [5, 5, 64, 192] (HWIO).
     kernel = mapped["params"]["backbone"]["features_3"]["kernel"]

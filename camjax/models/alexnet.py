@@ -50,9 +50,13 @@ class AlexNetBackbone(nn.Module):
         x = x.astype(self.dtype)
         for index, width, k, stride, pad in ALEXNET_CONVS:
             x = nn.Conv(
-                width, (k, k), strides=(stride, stride), padding=pad,
-                dtype=self.dtype, name=f"features_{index}",
-            )(x)  # fmt: skip
+                width,
+                (k, k),
+                strides=(stride, stride),
+                padding=pad,
+                dtype=self.dtype,
+                name=f"features_{index}",
+            )(x)
             x = nn.relu(x)
             if index in _POOL_AFTER:
                 x = nn.max_pool(x, (3, 3), strides=(2, 2))

@@ -82,13 +82,22 @@ class BasicConv2d(nn.Module):
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         k, s = self.kernel, self.stride
         x = nn.Conv(
-            self.features, (k, k), strides=(s, s), padding=self.padding, use_bias=False,
-            dtype=self.dtype, name="conv",
-        )(x)  # fmt: skip
+            self.features,
+            (k, k),
+            strides=(s, s),
+            padding=self.padding,
+            use_bias=False,
+            dtype=self.dtype,
+            name="conv",
+        )(x)
         x = nn.BatchNorm(
-            use_running_average=not train, momentum=self.bn_momentum, epsilon=1e-3,
-            axis_name=self.bn_axis_name, dtype=self.dtype, name="bn",
-        )(x)  # fmt: skip
+            use_running_average=not train,
+            momentum=self.bn_momentum,
+            epsilon=1e-3,
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+            name="bn",
+        )(x)
         return nn.relu(x)
 
 
@@ -155,9 +164,11 @@ def _googlenet(
     transform_input: bool,
 ) -> CAMNet:
     backbone = GoogLeNetBackbone(
-        bn_axis_name=bn_axis_name, bn_momentum=bn_momentum,
-        transform_input=transform_input, dtype=dtype,
-    )  # fmt: skip
+        bn_axis_name=bn_axis_name,
+        bn_momentum=bn_momentum,
+        transform_input=transform_input,
+        dtype=dtype,
+    )
     return CAMNet(
         backbone=backbone,
         head=CAMHead(num_classes, conv_features=(1024,), pool=pool, dtype=dtype),

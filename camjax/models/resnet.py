@@ -37,9 +37,13 @@ RESNET50_MIN_INPUT = 1
 
 def _bn(name: str, train: bool, axis_name: str | None, momentum: float, dtype: Any) -> nn.BatchNorm:
     return nn.BatchNorm(
-        use_running_average=not train, momentum=momentum, epsilon=1e-5,
-        axis_name=axis_name, dtype=dtype, name=name,
-    )  # fmt: skip
+        use_running_average=not train,
+        momentum=momentum,
+        epsilon=1e-5,
+        axis_name=axis_name,
+        dtype=dtype,
+        name=name,
+    )
 
 
 class Bottleneck(nn.Module):
@@ -53,8 +57,9 @@ class Bottleneck(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        bn = dict(train=train, axis_name=self.bn_axis_name, momentum=self.bn_momentum,
-                  dtype=self.dtype)  # fmt: skip
+        bn = dict(
+            train=train, axis_name=self.bn_axis_name, momentum=self.bn_momentum, dtype=self.dtype
+        )
         conv = dict(use_bias=False, dtype=self.dtype)
         s = (self.stride, self.stride)
         out_features = 4 * self.width
@@ -80,17 +85,22 @@ class ResNet50Backbone(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.astype(self.dtype)
-        x = nn.Conv(64, (7, 7), strides=(2, 2), padding=3, use_bias=False, dtype=self.dtype,
-                    name="conv1")(x)  # fmt: skip
+        x = nn.Conv(
+            64, (7, 7), strides=(2, 2), padding=3, use_bias=False, dtype=self.dtype, name="conv1"
+        )(x)
         x = _bn("bn1", train, self.bn_axis_name, self.bn_momentum, self.dtype)(x)
         x = nn.relu(x)
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for stage, width, blocks, stride in RESNET50_STAGES:
             for i in range(blocks):
                 x = Bottleneck(
-                    width, stride if i == 0 else 1, bn_axis_name=self.bn_axis_name,
-                    bn_momentum=self.bn_momentum, dtype=self.dtype, name=f"{stage}_{i}",
-                )(x, train)  # fmt: skip
+                    width,
+                    stride if i == 0 else 1,
+                    bn_axis_name=self.bn_axis_name,
+                    bn_momentum=self.bn_momentum,
+                    dtype=self.dtype,
+                    name=f"{stage}_{i}",
+                )(x, train)
         return x
 
 
