@@ -6,7 +6,7 @@
 Writes into ``--out``: ``cams.npz`` (maps and boxes of every image), ``predictions.jsonl``
 (one line per image: top-k class ids, names, probabilities and boxes in original-image
 pixels), ``overlays/*.png`` with ``--overlays``, and ``skipped.txt`` naming every file
-that could not be read. The same command runs as ``python -m camjax.extract``.
+that could not be read, with the reason. The same command runs as ``python -m camjax.extract``.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def run_extract(args: argparse.Namespace) -> int:
             print(f"  {key}: {summary[key]}")
     if summary["skipped"]:
         print(f"skipped {len(summary['skipped'])} unreadable file(s) (listed in skipped.txt):")
-        for path in summary["skipped"]:
-            print(f"  {path}")
+        for path, why in summary["skipped"]:
+            print(f"  {path}: {why}")
     return 0 if summary["num_images"] else 1
 
 

@@ -9,7 +9,6 @@ appear (atomically) only at the end.
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
@@ -22,49 +21,15 @@ from camjax.evaluation.geometry import rescale_boxes
 from camjax.evaluation.loading import Loaded
 from camjax.evaluation.report import atomic_write
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def expand_inputs(inputs: Sequence[str]) -> list[str]:
-    """Files named by ``inputs``: files as given, folders' image files, glob matches.
-
-    Folders contribute files with an image suffix (:data:`IMAGE_SUFFIXES`, any case),
-    not recursively; sorted, duplicates dropped, order of the inputs kept.
-    """
-    files: list[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            names = sorted(os.listdir(item))
-            files += [
-                os.path.join(item, n)
-                for n in names
-                if n.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(item, n))
-            ]
-        elif os.path.isfile(item):
-            files.append(item)
-        else:
-            matches = sorted(p for p in glob.glob(item) if os.path.isfile(p))
-            if not matches:
-                raise FileNotFoundError(f"{item!r} is not a file, a folder or a matching glob")
-            files += matches
-    seen: set[str] = set()
-    unique = []
-    for f in files:
-        key = os.path.abspath(f)
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
-
 
 def _write_overlay(path: str, src: str, cam_map: np.ndarray, box: np.ndarray, title: str):
     """The top-1 map over the original image at its own size, with its box (green)."""
     from PIL import Image, ImageDraw
 
+    from camjax.data.folder import read_rgb  # the pixels the model saw (EXIF-rotated)
     from camjax.overlay import overlay
 
-    with Image.open(src) as im:
-        rgb = np.asarray(im.convert("RGB"))
+    rgb = read_rgb(src)
     width = max(2, min(rgb.shape[:2]) // 150)
     out = Image.fromarray(overlay(rgb, cam_map, boxes=np.asarray(box)[None], box_width=width))
     ImageDraw.Draw(out).text((4, 4), title, fill=(255, 255, 255))
@@ -88,7 +53,9 @@ def extract_folder(
 ) -> dict[str, Any]:
     """Extract maps, classes and boxes for every readable image in ``inputs``.
 
-    Returns a summary: ``num_images``, ``skipped`` (unreadable files), and the paths of
+    ``inputs``: files, folders (their image files) and globs, as
+    ``camjax.data.folder.list_images`` reads them. Returns a summary: ``num_images``,
+    ``skipped`` (``(path, reason)`` of each unreadable file), and the paths of
     ``npz``, ``jsonl`` and the ``overlays`` folder. ``cams.npz`` holds ``paths [N]``,
     ``orig_size [N, 2]`` (height, width), ``class_ids``/``probs [N, k]``, ``boxes [N, k, 4]``
     (model-input pixels), ``boxes_original [N, k, 4]`` (original pixels, see
@@ -97,11 +64,12 @@ def extract_folder(
     from tqdm import tqdm
 
     from camjax import data
+    from camjax.data.folder import list_images
     from camjax.extraction import extract
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    files = expand_inputs(inputs)
+    files = list_images(list(inputs))
     if not files:
         raise FileNotFoundError(f"no image files in {list(inputs)}")
     k = min(int(top_k), len(loaded.class_names))
@@ -187,9 +155,10 @@ def extract_folder(
         bar.update(len(files) - bar.n)
     finally:
         bar.close()
-    done = {os.path.abspath(p) for p in rows["paths"]}
-    skipped = [f for f in files if os.path.abspath(f) not in done]
-    atomic_write(os.path.join(out_dir, "skipped.txt"), "".join(f"{p}\n" for p in skipped))
+    skipped = list(batches.skipped)  # (path, reason), filled by the folder iterator
+    atomic_write(
+        os.path.join(out_dir, "skipped.txt"), "".join(f"{p}\t{why}\n" for p, why in skipped)
+    )
     summary: dict[str, Any] = {"num_images": n, "skipped": skipped, "npz": None}
     jsonl = os.path.join(out_dir, "predictions.jsonl")
     atomic_write(jsonl, "".join(line + "\n" for line in lines))

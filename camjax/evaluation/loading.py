@@ -54,13 +54,16 @@ class Loaded:
         from camjax.extraction import extract
 
         def predict(method: str, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            labels = np.asarray(batch["label"], np.int32)
+            if "valid" in batch:  # padding rows may carry any label; they are never counted
+                labels = np.where(np.asarray(batch["valid"], bool), labels, 0)
             out = extract(
                 self.model,
                 self.variables,
                 batch["image"],
                 top_k,
                 method=method,
-                gt_labels=np.asarray(batch["label"], np.int32),
+                gt_labels=labels,
                 threshold=threshold,
             )
             return {k: np.asarray(v) for k, v in out.items()}
