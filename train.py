@@ -25,8 +25,13 @@ def main(argv):
     default = train.load_config(os.path.join(os.path.dirname(path), "default.py"))
     train.check_config(FLAGS.config, default)
     result = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    print("final: " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                for k, v in result.items()), flush=True)
+    print(
+        "final: "
+        + "  ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def _examples(rs: np.random.RandomState, n: int, size: int):
     boxes = np.zeros((n, 2, 4), np.int32)
     for i, c in enumerate(labels):
         y, x = divmod(int(c), 2)
-        images[i, y * h:(y + 1) * h, x * h:(x + 1) * h] += 1.0
+        images[i, y * h : (y + 1) * h, x * h : (x + 1) * h] += 1.0
         boxes[i, 0] = (x * h, y * h, x * h + h - 1, y * h + h - 1)
     valid = np.zeros((n, 2), bool)
     valid[:, 0] = True
@@ -31,8 +31,10 @@ def _examples(rs: np.random.RandomState, n: int, size: int):
 
 def info(cfg):
     return types.SimpleNamespace(
-        num_classes=NUM_CLASSES, class_names=["tl", "tr", "bl", "br"],
-        image_size=cfg.image_size, num_examples={"train": 10**6, "validation": 40},
+        num_classes=NUM_CLASSES,
+        class_names=["tl", "tr", "bl", "br"],
+        image_size=cfg.image_size,
+        num_examples={"train": 10**6, "validation": 40},
         has_masks=False,
     )
 
@@ -40,16 +42,16 @@ def info(cfg):
 def _share(batch, b, process_index, process_count):
     per = b // (process_count or 1)
     lo = (process_index or 0) * per
-    return {k: v[lo:lo + per] for k, v in batch.items()}
+    return {k: v[lo : lo + per] for k, v in batch.items()}
 
 
-def train_iterator(cfg, *, global_batch_size, seed, start_step=0, process_index=None,
-                   process_count=None):
+def train_iterator(
+    cfg, *, global_batch_size, seed, start_step=0, process_index=None, process_count=None
+):
     step = start_step
     while True:
         # The global batch is a function of (seed, step) only: resumable anywhere.
-        batch = _examples(np.random.RandomState([seed, step]), global_batch_size,
-                          cfg.image_size)
+        batch = _examples(np.random.RandomState([seed, step]), global_batch_size, cfg.image_size)
         batch.pop("bboxes"), batch.pop("bbox_valid")
         yield _share(batch, global_batch_size, process_index, process_count)
         step += 1
@@ -59,11 +61,13 @@ def eval_iterator(cfg, split, *, global_batch_size, process_index=None, process_
     n = 40
     data = _examples(np.random.RandomState(12345), n, cfg.image_size)
     for lo in range(0, n, global_batch_size):
-        batch = {k: v[lo:lo + global_batch_size] for k, v in data.items()}
+        batch = {k: v[lo : lo + global_batch_size] for k, v in data.items()}
         real = len(batch["label"])
         pad = global_batch_size - real
-        batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
-                 for k, v in batch.items()}
+        batch = {
+            k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)])
+            for k, v in batch.items()
+        }
         batch["valid"] = np.arange(global_batch_size) < real
         yield _share(batch, global_batch_size, process_index, process_count)
 
@@ -111,7 +115,12 @@ def test_fake_train_iterator_resumes_and_splits_by_process():
     third = next(full)
     resumed = next(train_iterator(cfg, global_batch_size=8, seed=3, start_step=2))
     np.testing.assert_array_equal(third["image"], resumed["image"])
-    halves = [next(train_iterator(cfg, global_batch_size=8, seed=3, start_step=2,
-                                  process_index=i, process_count=2)) for i in (0, 1)]
-    np.testing.assert_array_equal(
-        np.concatenate([h["label"] for h in halves]), third["label"])
+    halves = [
+        next(
+            train_iterator(
+                cfg, global_batch_size=8, seed=3, start_step=2, process_index=i, process_count=2
+            )
+        )
+        for i in (0, 1)
+    ]
+    np.testing.assert_array_equal(np.concatenate([h["label"] for h in halves]), third["label"])

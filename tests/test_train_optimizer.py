@@ -10,8 +10,16 @@ from camjax.train import optimizer
 
 
 def _cfg(**kw):
-    base = dict(learning_rate=0.1, momentum=0.9, weight_decay=5e-4, head_lr_multiplier=10.0,
-                schedule="step", lr_decay_every=10, lr_decay_factor=0.1, warmup_steps=0)
+    base = dict(
+        learning_rate=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        head_lr_multiplier=10.0,
+        schedule="step",
+        lr_decay_every=10,
+        lr_decay_factor=0.1,
+        warmup_steps=0,
+    )
     base.update(kw)
     return ml_collections.ConfigDict(base)
 
@@ -19,16 +27,18 @@ def _cfg(**kw):
 def test_step_schedule_drops_by_factor_every_n():
     s = optimizer.learning_rate_schedule(_cfg(), 100)
     # 0.1 * 0.1 ** floor(t / 10)
-    np.testing.assert_allclose([float(s(t)) for t in (0, 9, 10, 25)], [0.1, 0.1, 0.01, 0.001],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [float(s(t)) for t in (0, 9, 10, 25)], [0.1, 0.1, 0.01, 0.001], rtol=1e-6
+    )
 
 
 def test_cosine_schedule_warmup_peak_and_end():
     s = optimizer.learning_rate_schedule(_cfg(schedule="cosine", warmup_steps=10), 110)
     # linear warm-up: 0.1 * 5 / 10 at t=5; peak 0.1 at t=10; half-way through the cosine
     # (t = 10 + 50) the lr is 0.1 * (1 + cos(pi/2)) / 2 = 0.05; zero at the end.
-    np.testing.assert_allclose([float(s(t)) for t in (5, 10, 60, 110)], [0.05, 0.1, 0.05, 0.0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        [float(s(t)) for t in (5, 10, 60, 110)], [0.05, 0.1, 0.05, 0.0], atol=1e-6
+    )
 
 
 def test_unknown_schedule_is_named():

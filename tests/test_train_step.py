@@ -14,9 +14,18 @@ NUM_CLASSES, SIZE, BATCH = 4, 16, 16
 
 
 def _setup(lr=0.1):
-    cfg = ml_collections.ConfigDict(dict(
-        learning_rate=lr, momentum=0.9, weight_decay=5e-4, head_lr_multiplier=2.0,
-        schedule="constant", lr_decay_every=0, lr_decay_factor=0.1, warmup_steps=0))
+    cfg = ml_collections.ConfigDict(
+        dict(
+            learning_rate=lr,
+            momentum=0.9,
+            weight_decay=5e-4,
+            head_lr_multiplier=2.0,
+            schedule="constant",
+            lr_decay_every=0,
+            lr_decay_factor=0.1,
+            warmup_steps=0,
+        )
+    )
     model = models.create("tiny_gap", NUM_CLASSES, widths=(4, 8), head_features=8)
     tx = optimizer.create_optimizer(cfg, 10)
     s0 = state.create_train_state(state.init_variables(model, jax.random.key(0), SIZE), tx)
@@ -25,8 +34,13 @@ def _setup(lr=0.1):
 
 def _batches(n, seed=0):
     rs = np.random.RandomState(seed)
-    return [{"image": rs.randn(BATCH, SIZE, SIZE, 3).astype(np.float32),
-             "label": rs.randint(0, NUM_CLASSES, BATCH).astype(np.int32)} for _ in range(n)]
+    return [
+        {
+            "image": rs.randn(BATCH, SIZE, SIZE, 3).astype(np.float32),
+            "label": rs.randint(0, NUM_CLASSES, BATCH).astype(np.int32),
+        }
+        for _ in range(n)
+    ]
 
 
 def _run(parallel, model, tx, s0, batches):
@@ -36,7 +50,7 @@ def _run(parallel, model, tx, s0, batches):
     for i, b in enumerate(batches):
         d, m = runner.train_step(d, runner.put_batch(b), jax.random.key(i))
         losses.append(float(runner.metrics(m)["loss"]))
-    return runner.get_state(d), losses
+    return runner.host_state(d), losses
 
 
 def test_pmap_and_shard_map_give_the_same_params_on_8_devices():
@@ -81,7 +95,7 @@ def test_same_seed_same_params_and_loss_decreases():
         img = 0.1 * rs.randn(BATCH, SIZE, SIZE, 3).astype(np.float32)
         for i, c in enumerate(labels):
             y, x = divmod(int(c), 2)
-            img[i, y * 8:y * 8 + 8, x * 8:x * 8 + 8] += 1.0
+            img[i, y * 8 : y * 8 + 8, x * 8 : x * 8 + 8] += 1.0
         batches.append({"image": img, "label": labels.astype(np.int32)})
     a, la = _run("pmap", model, tx, s0, batches)
     b, lb = _run("pmap", model, tx, s0, batches)
@@ -100,8 +114,9 @@ def test_bad_batch_split_is_named():
 
 
 def test_bfloat16_compute_keeps_float32_params():
-    model = models.create("tiny_gap", NUM_CLASSES, widths=(4, 8), head_features=8,
-                          dtype=jnp.bfloat16)
+    model = models.create(
+        "tiny_gap", NUM_CLASSES, widths=(4, 8), head_features=8, dtype=jnp.bfloat16
+    )
     _, tx, _ = _setup()
     s0 = state.create_train_state(state.init_variables(model, jax.random.key(0), SIZE), tx)
     got, losses = _run("shard_map", model, tx, s0, _batches(2))

@@ -3,7 +3,7 @@
 ``train_and_evaluate(config, workdir) -> dict`` is the entry point (``train.py`` wraps it).
 """
 
-from camjax.train.checkpoint import CheckpointMismatchError, Checkpointer, fingerprint
+from camjax.train.checkpoint import Checkpointer, CheckpointMismatchError, fingerprint
 from camjax.train.config import check_config, load_config
 from camjax.train.loop import NonFiniteLossError, build_model, train_and_evaluate
 from camjax.train.optimizer import create_optimizer, learning_rate_schedule, param_labels

@@ -32,9 +32,7 @@ def fingerprint(config: ml_collections.ConfigDict, num_classes: int, params: Any
     shape and dtype, so any architecture change is caught even through ``model.kwargs``.
     """
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    desc = ";".join(
-        f"{jax.tree_util.keystr(p)}:{tuple(x.shape)}:{x.dtype}" for p, x in leaves
-    )
+    desc = ";".join(f"{jax.tree_util.keystr(p)}:{tuple(x.shape)}:{x.dtype}" for p, x in leaves)
     return {
         "model": str(config.model.name),
         "model_kwargs": json.loads(config.model.kwargs.to_json()),
@@ -105,9 +103,7 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> bool:
         meta = {"fingerprint": self.expected, "step": int(step), "config": config.to_json()}
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-        )
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
         return self.manager.save(step, args=args)
 
     def wait(self) -> None:

@@ -61,9 +61,7 @@ def _keys(config: Any, prefix: str = "") -> set[str]:
     return out
 
 
-def check_config(
-    config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict
-) -> None:
+def check_config(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict) -> None:
     """Fail naming every key of ``config`` that ``reference`` (the default) lacks.
 
     ``ConfigDict`` accepts new attributes silently, so a typo in a config file
@@ -71,6 +69,4 @@ def check_config(
     """
     unknown = sorted(k for k in _keys(config) - _keys(reference) if not _free(k))
     if unknown:
-        raise KeyError(
-            f"unknown config key(s): {', '.join(unknown)} (not in configs/default.py)"
-        )
+        raise KeyError(f"unknown config key(s): {', '.join(unknown)} (not in configs/default.py)")

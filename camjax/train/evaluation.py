@@ -74,14 +74,17 @@ def evaluate(
     variables = {"params": dstate.params}
     if dstate.batch_stats:
         variables["batch_stats"] = dstate.batch_stats
-    host_vars = runner.get_state(dstate).variables()
+    host_vars = runner.host_state(dstate).variables()
     kernel, _ = models.classifier(host_vars)
     boxes = _box_evaluator(config)
     centre = _box_evaluator(config)  # the class-agnostic centre-Gaussian baseline
     correct = total = 0
     it = data.eval_iterator(
-        config.data, config.data.eval_split, global_batch_size=config.eval.batch_size,
-        process_index=jax.process_index(), process_count=jax.process_count(),
+        config.data,
+        config.data.eval_split,
+        global_batch_size=config.eval.batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
     )
     for i, batch in enumerate(it):
         if config.eval.max_batches and i >= config.eval.max_batches:
@@ -92,8 +95,12 @@ def evaluate(
         correct += int(((logits.argmax(-1) == batch["label"]) & valid).sum())
         total += int(valid.sum())
         if boxes is not None and "bboxes" in batch:
-            maps = _gt_maps(jnp.asarray(out["features"]), kernel,
-                            jnp.asarray(batch["label"]), int(batch["image"].shape[1]))
+            maps = _gt_maps(
+                jnp.asarray(out["features"]),
+                kernel,
+                jnp.asarray(batch["label"]),
+                int(batch["image"].shape[1]),
+            )
             boxes.update(maps, batch["bboxes"], batch["bbox_valid"], valid)
             centre.update(_centre(*maps.shape), batch["bboxes"], batch["bbox_valid"], valid)
     counts = np.array([correct, total], np.int64)
@@ -103,7 +110,5 @@ def evaluate(
     if boxes is not None and total:
         # BoxEvaluator reports percent.
         result["MaxBoxAccV2"] = float(_all_processes(boxes).result()["max_box_acc_v2"])
-        result["centre_MaxBoxAccV2"] = float(
-            _all_processes(centre).result()["max_box_acc_v2"]
-        )
+        result["centre_MaxBoxAccV2"] = float(_all_processes(centre).result()["max_box_acc_v2"])
     return result

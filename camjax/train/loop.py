@@ -94,9 +94,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         max_to_keep=tc.keep_checkpoints,
         async_save=tc.async_checkpoints,
     )
-    restored = ckpt.restore(fresh)
-    host_state, start = (fresh, 0) if restored is None else restored
-    start = int(host_state.step)
+    restored = ckpt.restore(step.replicate_global(fresh))
+    host_state = fresh if restored is None else restored[0]
+    start = int(step.host_array(host_state.step))
 
     runner = step.create_runner(
         config.parallel, step.make_train_step(model, tx), step.make_eval_step(model)
@@ -108,8 +108,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         print(f"resumed from step {start} in {workdir}", flush=True)
 
     batches = data.train_iterator(
-        config.data, global_batch_size=tc.batch_size, seed=config.seed,
-        start_step=start, process_index=proc, process_count=num_procs,
+        config.data,
+        global_batch_size=tc.batch_size,
+        seed=config.seed,
+        start_step=start,
+        process_index=proc,
+        process_count=num_procs,
     )
     base_key = jax.random.key(config.seed)
     pending: list[tuple[int, Any]] = []  # (step, loss) not yet checked for finiteness
@@ -136,7 +140,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if last or (tc.checkpoint_every and done % tc.checkpoint_every == 0):
             _check_finite(pending)  # never save a state that came from a NaN step
             pending = []
-            ckpt.save(done, runner.get_state(dstate), config)
+            ckpt.save(done, step.replicate_global(runner.host_state(dstate)), config)
         if not last and tc.eval_every and done % tc.eval_every == 0:
             ev = evaluate(config, model, runner, dstate, info)
             log.report(done, ev, prefix="eval")

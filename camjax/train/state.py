@@ -38,9 +38,7 @@ def init_variables(model: nn.Module, rng: jax.Array, image_size: int) -> dict[st
     return jax.jit(lambda r: model.init(r, images, train=False))(rng)
 
 
-def create_train_state(
-    variables: dict[str, Any], tx: optax.GradientTransformation
-) -> TrainState:
+def create_train_state(variables: dict[str, Any], tx: optax.GradientTransformation) -> TrainState:
     """Step 0 state from ``variables`` (``params`` and optional ``batch_stats``)."""
     params = variables["params"]
     return TrainState(

@@ -44,6 +44,7 @@ def make_train_step(
     with ``bn_axis_name=AXIS`` they are already equal). ``rng`` is folded with the
     device index so that dropout differs between devices but is fixed by (seed, step).
     """
+
     def step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(rng, lax.axis_index(AXIS))
         images, labels = batch["image"], batch["label"]
@@ -54,7 +55,10 @@ def make_train_step(
             if use_bn:
                 variables["batch_stats"] = state.batch_stats
                 (logits, _), updated = model.apply(
-                    variables, images, train=True, mutable=["batch_stats"],
+                    variables,
+                    images,
+                    train=True,
+                    mutable=["batch_stats"],
                     rngs={"dropout": rng},
                 )
                 new_stats = updated["batch_stats"]
@@ -122,7 +126,7 @@ class PmapRunner:
         # One copy per local device along a new leading axis (what pmap expects);
         # jax.device_put_replicated is deprecated since JAX 0.8.1.
         def rep(x):
-            x = np.asarray(x)[None]
+            x = host_array(x)[None]
             shards = [jax.device_put(x, d) for d in self.devices]
             return jax.make_array_from_single_device_arrays(
                 (self.num_local,) + x.shape[1:], self.sharding, shards
@@ -130,9 +134,10 @@ class PmapRunner:
 
         return jax.tree.map(rep, tree)
 
-    def get_state(self, dstate: TrainState) -> TrainState:
-        # Replicas are identical by construction (pmean'd updates); take device 0's.
-        return jax.tree.map(lambda x: x[0], dstate)
+    def host_state(self, dstate: TrainState) -> TrainState:
+        """The state as numpy arrays (replicas are identical: pmean'd updates)."""
+        # addressable_data(0) is device 0's [1, ...] slice of the leading device axis.
+        return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], dstate)
 
     def put_batch(self, batch: dict) -> dict:
         return {k: _split(np.asarray(v), self.num_local) for k, v in batch.items()}
@@ -169,21 +174,22 @@ class ShardMapRunner:
         self._eval = None
         if eval_step:
             self._eval = jax.jit(
-                jax.shard_map(eval_step, mesh=self.mesh, in_specs=(P(), P(AXIS)),
-                              out_specs=P(AXIS))
+                jax.shard_map(eval_step, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS))
             )
 
     def _replicate(self, tree):
-        return jax.tree.map(
-            lambda x: jax.make_array_from_process_local_data(self.replicated, np.asarray(x)),
-            tree,
-        )
+        def rep(x):
+            x = host_array(x)
+            return jax.make_array_from_process_local_data(self.replicated, x, x.shape)
+
+        return jax.tree.map(rep, tree)
 
     def put_state(self, state: TrainState) -> TrainState:
         return self._replicate(state)
 
-    def get_state(self, dstate: TrainState) -> TrainState:
-        return jax.tree.map(lambda x: jnp.asarray(x.addressable_data(0)), dstate)
+    def host_state(self, dstate: TrainState) -> TrainState:
+        """The state as numpy arrays (this process's replica)."""
+        return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), dstate)
 
     def put_batch(self, batch: dict) -> dict:
         return {
@@ -206,11 +212,33 @@ class ShardMapRunner:
         return self._replicate(variables)
 
 
+def host_array(x: Any) -> np.ndarray:
+    """``x`` as numpy; for a (replicated) jax.Array, this process's first copy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
+
+
+def replicate_global(tree: Any) -> Any:
+    """Every leaf as a jax.Array replicated on all devices of all processes.
+
+    The form checkpoints are saved and restored in: Orbax writes a replicated array once
+    (from its replica 0), whichever runner or process count produced it.
+    """
+    mesh = jax.make_mesh((jax.device_count(),), (AXIS,))
+    sharding = NamedSharding(mesh, P())
+
+    def rep(x):
+        x = host_array(x)
+        # global_shape given: without it a 0-d leaf comes back with shape (1,).
+        return jax.make_array_from_process_local_data(sharding, x, x.shape)
+
+    return jax.tree.map(rep, tree)
+
+
 def _split(x: np.ndarray, n: int) -> np.ndarray:
     if x.shape[0] % n:
-        raise ValueError(
-            f"per-process batch {x.shape[0]} is not divisible by {n} local devices"
-        )
+        raise ValueError(f"per-process batch {x.shape[0]} is not divisible by {n} local devices")
     return x.reshape((n, x.shape[0] // n) + x.shape[1:])
 
 
