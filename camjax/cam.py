@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 UPSAMPLE_METHODS: tuple[str, ...] = ("bilinear", "bicubic")
 NORMALIZE_MODES: tuple[str, ...] = ("minmax", "max")
@@ -59,7 +60,8 @@ def class_activation_maps(
         raise ValueError(f"class_ids must be integers, got dtype {class_ids.dtype}")
     num_classes = kernel.shape[1]
     if _is_concrete(class_ids) and class_ids.size:
-        lo, hi = int(class_ids.min()), int(class_ids.max())
+        ids_np = np.asarray(class_ids)
+        lo, hi = int(ids_np.min()), int(ids_np.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"class_ids must lie in [0, {num_classes}), got [{lo}, {hi}]")
     # [B, N, K]: each image's own classifier columns. "fill" makes a bad id visible (NaN)
@@ -83,6 +85,8 @@ def upsample(maps: jax.Array, size: int | Sequence[int], method: str = "bilinear
     (Choe et al., CVPR 2020) resizes with; JAX's Keys kernel has ``a = -0.5`` where
     OpenCV's ``INTER_CUBIC`` has ``a = -0.75``, so values differ slightly from OpenCV.
     Bicubic can overshoot the input range; :func:`normalize` afterwards maps to [0, 1].
+    Resizing is a matrix product per axis, so one non-finite pixel makes its whole
+    resized map NaN (:func:`normalize` then turns it into zeros).
     """
     if method not in UPSAMPLE_METHODS:
         raise ValueError(f"upsample method must be one of {UPSAMPLE_METHODS}, got {method!r}")
@@ -108,8 +112,9 @@ def normalize(maps: jax.Array, mode: str = "minmax", relu: bool = False) -> jax.
     ``relu=True`` applies ``max(M, 0)`` first.
 
     Defined results for degenerate maps, so this never yields NaN or inf and works
-    under ``jit``: a constant map (``max == min``), an all-negative map in ``"max"``
-    mode (or any map after ``relu`` that is all <= 0) give all zeros. Non-finite pixels
+    under ``jit``: a constant map (``max == min``, in either mode: it localises nothing),
+    an all-negative map in ``"max"`` mode (or any map that is all <= 0 after ``relu``)
+    give all zeros. Non-finite pixels
     (NaN, +-inf, e.g. from NaN input features) are treated as missing: they are left out
     of the min/max and come out as 0; an all-non-finite map gives zeros.
     """
@@ -123,16 +128,14 @@ def normalize(maps: jax.Array, mode: str = "minmax", relu: bool = False) -> jax.
         maps = jnp.maximum(maps, 0.0)
     axes = (-2, -1)
     hi = jnp.max(jnp.where(finite, maps, -jnp.inf), axis=axes, keepdims=True)
+    lo = jnp.min(jnp.where(finite, maps, jnp.inf), axis=axes, keepdims=True)
     if mode == "minmax":
-        lo = jnp.min(jnp.where(finite, maps, jnp.inf), axis=axes, keepdims=True)
-        shifted = maps - lo
+        shifted, span = maps - lo, hi - lo
     else:
-        lo = jnp.zeros_like(hi)
-        shifted = jnp.maximum(maps, 0.0)
-    span = hi - lo
-    # span is +inf only when some map has no finite pixel (or the range overflows);
-    # span <= 0 for constant maps and all-negative maps in "max" mode.
-    ok = jnp.isfinite(span) & (span > 0)
+        shifted, span = jnp.maximum(maps, 0.0), hi
+    # span is +inf only when a map has no finite pixel (or the range overflows); span <= 0
+    # for all-negative maps in "max" mode; hi == lo for constant maps, in both modes.
+    ok = jnp.isfinite(span) & (span > 0) & (hi > lo)
     safe_span = jnp.where(ok, span, 1.0)
     out = jnp.where(finite & ok, shifted / safe_span, 0.0)
     # Rounding in (M - min) / span can land a hair outside [0, 1].

@@ -183,7 +183,8 @@ def extract(
                 f"got {gt_labels.dtype} {tuple(gt_labels.shape)}"
             )
         if _is_concrete(gt_labels) and gt_labels.size:
-            lo, hi = int(gt_labels.min()), int(gt_labels.max())
+            gt_np = np.asarray(gt_labels)
+            lo, hi = int(gt_np.min()), int(gt_np.max())
             if lo < 0 or hi >= num_classes:
                 raise ValueError(f"gt_labels must lie in [0, {num_classes}), got [{lo}, {hi}]")
     return _extract(

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from camjax.cam import _is_concrete, class_activation_maps, normalize, upsample
 from camjax.models import classifier
@@ -87,7 +88,8 @@ def _check_class_ids(class_ids: jax.Array, batch: int, num_classes: int) -> jax.
     if not jnp.issubdtype(class_ids.dtype, jnp.integer):
         raise ValueError(f"class_ids must be integers, got dtype {class_ids.dtype}")
     if _is_concrete(class_ids) and class_ids.size:
-        lo, hi = int(class_ids.min()), int(class_ids.max())
+        ids_np = np.asarray(class_ids)
+        lo, hi = int(ids_np.min()), int(ids_np.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"class_ids must lie in [0, {num_classes}), got [{lo}, {hi}]")
     return class_ids
