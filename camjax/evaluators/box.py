@@ -8,6 +8,12 @@ MaxBoxAcc uses ``delta = 0.5`` and the largest component's box; MaxBoxAccV2 aver
 (the benchmark's ``multi_iou_eval`` and ``multi_contour_eval``). Each ``delta`` takes its
 own best ``t``, as the benchmark's ``BoxEvaluator.compute`` does.
 
+Deliberate differences from the benchmark code (``compute_bboxes_from_scoremaps``): it
+thresholds the map quantised to uint8 with ``v > int(t * max)`` and boxes contours with
+``x1 = x + w`` (one pixel wider than the contour); here the float map is thresholded with
+``v >= t * max`` and a component's box is its exact inclusive extent. A threshold with no
+component (the benchmark boxes ``[0, 0, 0, 0]`` then) scores IoU 0 here.
+
 The state is a pytree of exact counts (hits per ``(delta, t)``, examples, examples
 without a ground-truth box), updated on device by jitted pure functions, so memory does
 not grow with the number of images.
@@ -23,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from camjax import boxes as boxes_lib
 from camjax import metrics
 from camjax.evaluators import counter, validation
 
@@ -57,44 +64,42 @@ def update_state(
 
 def boxes_at_thresholds(
     maps: jnp.ndarray,
-    cam_thresholds: jnp.ndarray,
+    cam_thresholds: Sequence[float] | jnp.ndarray,
     *,
     multi_contour: bool,
     max_components: int,
     connectivity: int = 8,
     backend: str = "auto",
+    mode: str = "ge",
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Boxes of ``maps [B, H, W]`` at every threshold: ``(boxes [B, T, M, 4], valid [B, T, M])``.
 
-    ``multi_contour``: every component (``camjax.boxes.component_boxes``, ``M =
-    max_components``). Otherwise the largest component only (``M = 1``): the mask
-    ``map >= t * max(map)`` is taken here and handed to ``largest_component_box`` as a 0/1
-    map at threshold 0.5, which keeps exactly that mask; one labelling per threshold.
+    One call to ``camjax.boxes.component_boxes`` (one pass over a component tree per map,
+    not one labelling per threshold). It returns components largest first, so the
+    largest-component box of MaxBoxAcc (``multi_contour`` False) is ``M = 1``: the same
+    component as ``largest_component_box`` (most pixels, ties to the first in raster
+    order). A threshold that keeps no pixel (an all-zero map) has no valid box.
     """
-    from camjax import boxes as boxes_lib  # imported late: boxes and metrics land apart
-
-    if multi_contour:
-        return boxes_lib.component_boxes(
-            maps,
-            cam_thresholds,
-            max_components=max_components,
-            connectivity=connectivity,
-            backend=backend,
-        )
-    peak = maps.max(axis=(-2, -1), keepdims=True)
-
-    def one(t: jnp.ndarray) -> jnp.ndarray:
-        binary = (maps >= t * peak).astype(maps.dtype)
-        return boxes_lib.largest_component_box(
-            binary, 0.5, connectivity=connectivity, backend=backend
-        )
-
-    boxes = jnp.moveaxis(jax.lax.map(one, cam_thresholds), 0, 1)[:, :, None, :]
-    return boxes, jnp.ones(boxes.shape[:3], bool)
+    return boxes_lib.component_boxes(
+        maps,
+        cam_thresholds,
+        max_components=max_components if multi_contour else 1,
+        connectivity=connectivity,
+        backend=backend,
+        mode=mode,
+    )
 
 
 @functools.partial(
-    jax.jit, static_argnames=("multi_contour", "max_components", "connectivity", "backend")
+    jax.jit,
+    static_argnames=(
+        "cam_thresholds",
+        "multi_contour",
+        "max_components",
+        "connectivity",
+        "backend",
+        "mode",
+    ),
 )
 def update_from_maps(
     state: State,
@@ -102,24 +107,30 @@ def update_from_maps(
     gt_boxes: jnp.ndarray,
     gt_valid: jnp.ndarray,
     sample_valid: jnp.ndarray,
-    cam_thresholds: jnp.ndarray,
     iou_thresholds: jnp.ndarray,
     *,
+    cam_thresholds: tuple[float, ...],
     multi_contour: bool,
     max_components: int,
     connectivity: int = 8,
     backend: str = "auto",
+    mode: str = "ge",
 ) -> State:
-    """Jitted pure update: maps -> boxes at every CAM threshold -> hits -> new state."""
+    """Jitted pure update: maps -> boxes at every CAM threshold -> hits -> new state.
+
+    ``cam_thresholds`` is a static tuple so that the box module sees concrete values
+    (exact integer cuts in its ``mode="wsol"``).
+    """
     # Padded examples may hold anything (NaN included); they must not reach the labelling.
     maps = jnp.where(jnp.asarray(sample_valid, bool)[:, None, None], maps, 0.0)
     boxes, valid = boxes_at_thresholds(
         maps,
-        cam_thresholds,
+        np.asarray(cam_thresholds, np.float64),
         multi_contour=multi_contour,
         max_components=max_components,
         connectivity=connectivity,
         backend=backend,
+        mode=mode,
     )
     hits = metrics.box_hits(boxes, valid, gt_boxes, gt_valid, iou_thresholds)
     return update_state(state, hits, sample_valid, gt_valid)
@@ -164,6 +175,10 @@ class BoxEvaluator:
       deltas are exactly (0.3, 0.5, 0.7)
     - ``max_box_acc``: when not ``multi_contour`` and 0.5 is a delta (its accuracy)
 
+    ``mode``: ``"ge"`` keeps ``map >= t * max`` (the paper's rule); ``"wsol"`` the WSOL
+    benchmark's uint8 rule (``camjax.boxes.component_boxes``). ``max_components``: more
+    components than that at one threshold keep the largest ones only.
+
     Bad input (NaN/inf or values outside [0, 1] in counted maps, malformed boxes or boxes
     outside the image, thresholds outside [0, 1]) raises ``ValueError`` when ``validate``.
     """
@@ -177,6 +192,7 @@ class BoxEvaluator:
         max_components: int = 32,
         connectivity: int = 8,
         backend: str = "auto",
+        mode: str = "ge",
         validate: bool = True,
     ):
         if cam_thresholds is None:
@@ -191,6 +207,7 @@ class BoxEvaluator:
         self.max_components = int(max_components) if multi_contour else 1
         self.connectivity = connectivity
         self.backend = backend
+        self.mode = mode
         self.validate = validate
         self.reset()
 
@@ -229,12 +246,13 @@ class BoxEvaluator:
             gt_boxes,
             gt_valid,
             keep,
-            jnp.asarray(self.cam_thresholds, jnp.float32),
             jnp.asarray(self.iou_thresholds, jnp.float32),
+            cam_thresholds=tuple(float(t) for t in self.cam_thresholds),
             multi_contour=self.multi_contour,
             max_components=self.max_components,
             connectivity=self.connectivity,
             backend=self.backend,
+            mode=self.mode,
         )
 
     def update_boxes(
