@@ -23,11 +23,7 @@ import numpy as np
 from camjax import models
 from camjax.pretrained.efficientnet import MappingError, map_efficientnet
 from camjax.pretrained.reader import CheckpointError, load_state_dict
-
-try:  # torchvision layouts land in a parallel change; until then only EfficientNet maps.
-    from camjax.pretrained.torchvision import TORCHVISION_MAPPINGS
-except ImportError:
-    TORCHVISION_MAPPINGS = {}
+from camjax.pretrained.torchvision import TORCHVISION_MAPPINGS
 
 Mapper = Callable[[Mapping[str, np.ndarray], Any], Any]
 
