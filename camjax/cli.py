@@ -53,9 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_extract(args: argparse.Namespace) -> int:
     """The ``extract`` subcommand; returns the process exit code."""
+    from camjax.data.folder import list_images
     from camjax.evaluation.folder import extract_folder
     from camjax.evaluation.loading import config_from_checkpoints, load_named, load_trained
 
+    files = list_images(args.inputs)  # bad paths fail before the model is loaded
+    if not files:
+        raise FileNotFoundError(f"no image files in {args.inputs}")
     if args.model:
         loaded = load_named(args.model)
     else:
@@ -68,7 +72,7 @@ def run_extract(args: argparse.Namespace) -> int:
         loaded = load_trained(config, args.workdir, checkpoint=args.checkpoint)
     summary = extract_folder(
         loaded,
-        args.inputs,
+        files,
         args.out,
         top_k=args.top_k,
         method=args.method,

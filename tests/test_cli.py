@@ -121,33 +121,17 @@ def test_extract_from_workdir_skips_bad_files(workdir, folder, tmp_path, capsys)
     assert not [f for f in os.listdir(out) if f.startswith(".")]  # no temporary files left
 
 
-def test_extract_errors_are_clear(workdir, tmp_path, capsys):
-    wd, _ = workdir
-    rc = cli.main(
-        [
-            "extract",
-            str(tmp_path / "nothing*.png"),
-            "--workdir",
-            wd,
-            "--out",
-            str(tmp_path / "o"),
-            "--no-progress",
-        ]
-    )
-    assert rc == 2
+def test_extract_errors_are_clear(tmp_path, capsys):
+    # Input problems are reported before any model is loaded.
+    args = ["--workdir", str(tmp_path / "absent"), "--out", str(tmp_path / "o"), "--no-progress"]
+    assert cli.main(["extract", str(tmp_path / "nothing*.png"), *args]) == 2
     assert "no such file, directory or glob match" in capsys.readouterr().err
-    rc = cli.main(
-        [
-            "extract",
-            str(tmp_path),
-            "--workdir",
-            str(tmp_path / "absent"),
-            "--out",
-            str(tmp_path / "o"),
-            "--no-progress",
-        ]
-    )
-    assert rc == 2 and "checkpoint" in capsys.readouterr().err
+    assert cli.main(["extract", str(tmp_path), *args]) == 2  # a folder without images
+    assert "no image files" in capsys.readouterr().err
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    assert cli.main(["extract", str(tmp_path), *args]) == 2
+    assert "no checkpoint directory" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "absent")  # nothing created on the way
 
 
 def test_python_m_camjax_extract_is_the_same_command():

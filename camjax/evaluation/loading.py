@@ -129,6 +129,8 @@ def config_from_checkpoints(workdir: str) -> Any:
     import orbax.checkpoint as ocp
 
     directory, step = _split_checkpoint_path(workdir)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"no checkpoint directory at {directory}")
     manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
     try:
         step = manager.latest_step() if step is None else step
