@@ -120,7 +120,10 @@ class CamjaxShapes(tfds.core.GeneratorBasedBuilder):
 
 def builder(data_cfg) -> CamjaxShapes:
     """The prepared builder for ``data_cfg`` (generated on first use, offline)."""
-    b = CamjaxShapes(config=config_from_data_cfg(data_cfg), data_dir=data_cfg.get("data_dir"))
+    config = config_from_data_cfg(data_cfg)
+    # TFDS refuses a new config object named like a registered one: pass that by name.
+    config = config.name if config.name == "default" else config
+    b = CamjaxShapes(config=config, data_dir=data_cfg.get("data_dir"))
     if not b.is_prepared():
         b.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return b
