@@ -43,12 +43,16 @@ def test_iou_malformed_and_broadcast():
     gt = np.concatenate([lo, lo + 3], -1)[:, :2, 1]  # [2,2,4]
     got = np.asarray(metrics.iou(pred, gt))
     assert got.shape == (2, 3, 2)
-    # Broadcast result equals one-by-one evaluation.
-    for b in range(2):
-        for p in range(3):
-            for g in range(2):
-                one = metrics.iou(pred[b, p][None], gt[b, g][None])[0, 0]
-                assert got[b, p, g] == pytest.approx(float(one))
+
+    # Broadcast result equals a plain-Python inclusive-count IoU, pair by pair.
+    def ref(p, g):
+        iw = max(0, min(p[2], g[2]) - max(p[0], g[0]) + 1)
+        ih = max(0, min(p[3], g[3]) - max(p[1], g[1]) + 1)
+        area = lambda q: (q[2] - q[0] + 1) * (q[3] - q[1] + 1)
+        return iw * ih / (area(p) + area(g) - iw * ih)
+
+    want = [[[ref(pred[b, p], gt[b, g]) for g in range(2)] for p in range(3)] for b in range(2)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_iou_rejects_float_boxes():
