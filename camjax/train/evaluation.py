@@ -64,7 +64,10 @@ def _all_processes(evaluator):
 def evaluate(
     config: ml_collections.ConfigDict, model, runner, dstate: Any, info: Any
 ) -> dict[str, float]:
-    """``{"accuracy", "MaxBoxAccV2", "centre_MaxBoxAccV2"}`` (percent for boxes) on ``config.data.eval_split`` for the state on device.
+    """``{"accuracy", "MaxBoxAccV2", "centre_MaxBoxAccV2"}`` on ``config.data.eval_split``.
+
+    Accuracy is a fraction, the box numbers percent (as ``BoxEvaluator`` reports them);
+    ``centre_*`` is the class-agnostic centre-Gaussian baseline.
 
     Each process evaluates its own examples; counts are summed over processes. Padded
     examples (``valid == False``) are left out.
