@@ -26,6 +26,7 @@ raster order of their first pixel, sorted that way; boxes ``(x0, y0, x1, y1)`` i
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import functools
 import hashlib
@@ -46,7 +47,7 @@ C_SOURCE = r"""
 #include <string.h>
 
 typedef struct { float c; int j; } Cut;
-typedef struct { int area; int root; } Item;
+typedef struct { int area; int first; int root; } Item;
 
 static int cmp_cut(const void* a, const void* b) {
   const Cut* x = (const Cut*)a; const Cut* y = (const Cut*)b;
@@ -58,7 +59,7 @@ static int cmp_cut(const void* a, const void* b) {
 static int cmp_item(const void* a, const void* b) {
   const Item* x = (const Item*)a; const Item* y = (const Item*)b;
   if (x->area != y->area) return x->area > y->area ? -1 : 1;
-  return x->root - y->root;
+  return x->first - y->first;
 }
 
 static inline int find(int* parent, int p) {
@@ -66,88 +67,132 @@ static inline int find(int* parent, int p) {
   return p;
 }
 
+/* Number of sorted (descending) cuts c[k] > x, exact; the bucket table only picks the
+   starting point of the two correcting walks, so rounding in the bucket index is harmless. */
+static inline int level_of(float x, const Cut* cs, int T, int nfin0, float lo, float hi,
+                           float inv_w, int K, const int* table) {
+  if (x != x || x < lo) return T;
+  if (x >= hi) { int k = nfin0; while (k < T && cs[k].c > x) ++k; return k; }
+  int b = (int)((x - lo) * inv_w);
+  if (b < 0) b = 0;
+  if (b >= K) b = K - 1;
+  int k = table[b];
+  while (k > 0 && !(cs[k - 1].c > x)) --k;
+  while (k < T && cs[k].c > x) ++k;
+  return k;
+}
+
+typedef struct { int area, first, x0, y0, x1, y1, pos, pad; } Node;
+
 /* vals [B,H,W], cuts [B,T]; boxes [B,T,M,4] int32, valid [B,T,M] uint8 (zeroed by caller).
-   Returns 0, or -1 when out of memory. */
+   Kept at threshold j: vals >= cuts[j]. Returns 0, or -1 when out of memory. */
 int component_tree_boxes(const float* vals, const float* cuts, int B, int H, int W, int T,
                          int M, int conn, int* boxes, unsigned char* valid) {
-  const int N = H * W;
-  static const int DY[8] = {-1, 0, 0, 1, -1, -1, 1, 1};
-  static const int DX[8] = {0, -1, 1, 0, -1, 1, -1, 1};
+  const int N = H * W, K = 4 * T + 16, WP = W + 2, NP = (H + 2) * (W + 2);
+  /* parent and node live on a grid padded by one pixel of "never kept" (-1), so the
+     neighbour loop needs no bounds checks */
+  const int OFF[8] = {-WP, -1, 1, WP, -WP - 1, -WP + 1, WP - 1, WP + 1};
   const int nn = conn == 8 ? 8 : 4;
-  int* buf = (int*)malloc(sizeof(int) * ((size_t)N * 10 + (size_t)T + 2));
+  int* buf = (int*)malloc(sizeof(int) * ((size_t)N * 4 + (size_t)NP + (size_t)T + 2 + (size_t)K));
+  Node* node = (Node*)malloc(sizeof(Node) * (size_t)NP);
   Cut* cs = (Cut*)malloc(sizeof(Cut) * (size_t)(T > 0 ? T : 1));
   Item* items = (Item*)malloc(sizeof(Item) * (size_t)N);
-  if (!buf || !cs || !items) { free(buf); free(cs); free(items); return -1; }
-  int *parent = buf, *area = buf + N, *bx0 = buf + 2 * N, *by0 = buf + 3 * N;
-  int *bx1 = buf + 4 * N, *by1 = buf + 5 * N, *pos = buf + 6 * N, *alive = buf + 7 * N;
-  int *lev = buf + 8 * N, *order = buf + 9 * N, *start = buf + 10 * N;
+  if (!buf || !node || !cs || !items) {
+    free(buf); free(node); free(cs); free(items); return -1;
+  }
+  int *alive = buf, *lev = buf + N, *order = buf + 2 * N, *oyx = buf + 3 * N;
+  int *parent = buf + 4 * N, *start = parent + NP, *table = start + T + 2;
   for (int b = 0; b < B; ++b) {
     const float* v = vals + (size_t)b * N;
     for (int j = 0; j < T; ++j) { cs[j].c = cuts[(size_t)b * T + j]; cs[j].j = j; }
     qsort(cs, T, sizeof(Cut), cmp_cut);
-    /* level = first sorted position whose cut the value reaches; T = never kept. */
+    /* finite cuts occupy sorted positions [nfin0, T); callers pass +inf for "keep nothing" */
+    int nfin0 = 0;
+    while (nfin0 < T && !(cs[nfin0].c < 3.0e38f)) ++nfin0;
+    float hi = nfin0 < T ? cs[nfin0].c : 0.0f, lo = nfin0 < T ? cs[T - 1].c : 0.0f;
+    float inv_w = hi > lo ? (float)K / (hi - lo) : 0.0f;
+    for (int bk = 0, k = T; bk < K; ++bk) {
+      float upper = lo + (hi - lo) * (float)(bk + 1) / (float)K;
+      while (k > nfin0 && cs[k - 1].c <= upper) --k;
+      table[bk] = k;
+    }
     memset(start, 0, sizeof(int) * (T + 2));
     for (int p = 0; p < N; ++p) {
-      float x = v[p];
-      int lo = 0, hi = T;
-      if (x != x) { lo = T; } else {
-        while (lo < hi) { int mid = (lo + hi) >> 1; if (cs[mid].c > x) lo = mid + 1; else hi = mid; }
-      }
-      lev[p] = lo;
-      start[lo + 1]++;
+      int k = level_of(v[p], cs, T, nfin0, lo, hi, inv_w, K, table);
+      lev[p] = k;
+      start[k + 1]++;
     }
     for (int k = 0; k < T; ++k) start[k + 1] += start[k];
-    for (int p = 0; p < N; ++p) if (lev[p] < T) order[start[lev[p]]++] = p;
+    for (int y = 0, p = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x, ++p)
+        if (lev[p] < T) { int i = start[lev[p]]++; order[i] = p; oyx[i] = (y << 16) | x; }
     for (int k = T; k > 0; --k) start[k] = start[k - 1];
     start[0] = 0;
-    for (int p = 0; p < N; ++p) parent[p] = -1;
+    for (int i = 0; i < NP; ++i) parent[i] = -1;
     int nalive = 0;
     for (int k = 0; k < T; ++k) {
       for (int i = start[k]; i < start[k + 1]; ++i) {
-        int p = order[i], y = p / W, x = p - y * W;
-        parent[p] = p; area[p] = 1; bx0[p] = bx1[p] = x; by0[p] = by1[p] = y;
-        pos[p] = nalive; alive[nalive++] = p;
-        int rp = p;
+        int p = order[i], y = oyx[i] >> 16, x = oyx[i] & 0xffff, r = -1;
+        int pp = (y + 1) * WP + x + 1;
         for (int d = 0; d < nn; ++d) {
-          int yy = y + DY[d], xx = x + DX[d];
-          if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
-          int q = yy * W + xx;
-          if (parent[q] < 0) continue;
+          int q = pp + OFF[d], pq = parent[q];
+          if (pq < 0 || pq == r) continue;
           int rq = find(parent, q);
-          if (rq == rp) continue;
-          /* the smaller index (first pixel in raster order) stays the root */
-          int r = rp < rq ? rp : rq, s = rp < rq ? rq : rp;
-          parent[s] = r; area[r] += area[s];
-          if (bx0[s] < bx0[r]) bx0[r] = bx0[s];
-          if (by0[s] < by0[r]) by0[r] = by0[s];
-          if (bx1[s] > bx1[r]) bx1[r] = bx1[s];
-          if (by1[s] > by1[r]) by1[r] = by1[s];
+          if (rq == r) continue;
+          if (r < 0) {  /* join the first neighbouring component: no singleton needed */
+            Node* n = node + rq;
+            r = rq; parent[pp] = r; n->area += 1;
+            if (p < n->first) n->first = p;
+            if (x < n->x0) n->x0 = x;
+            if (x > n->x1) n->x1 = x;
+            if (y < n->y0) n->y0 = y;
+            if (y > n->y1) n->y1 = y;
+            continue;
+          }
+          /* union by size keeps the trees shallow; `first` carries the raster-first pixel */
+          int big = node[r].area >= node[rq].area ? r : rq, small = big == r ? rq : r;
+          Node *nb = node + big, *ns = node + small;
+          parent[small] = big; nb->area += ns->area;
+          if (ns->first < nb->first) nb->first = ns->first;
+          if (ns->x0 < nb->x0) nb->x0 = ns->x0;
+          if (ns->y0 < nb->y0) nb->y0 = ns->y0;
+          if (ns->x1 > nb->x1) nb->x1 = ns->x1;
+          if (ns->y1 > nb->y1) nb->y1 = ns->y1;
           int last = alive[--nalive];
-          alive[pos[s]] = last; pos[last] = pos[s];
-          rp = r;
+          alive[ns->pos] = last; node[last].pos = ns->pos;
+          r = big;
+        }
+        if (r < 0) {
+          Node* n = node + pp;
+          parent[pp] = pp; n->area = 1; n->first = p;
+          n->x0 = n->x1 = x; n->y0 = n->y1 = y;
+          n->pos = nalive; alive[nalive++] = pp;
         }
       }
       int j = cs[k].j;
       int* out = boxes + ((size_t)b * T + j) * (size_t)M * 4;
       unsigned char* ok = valid + ((size_t)b * T + j) * (size_t)M;
       if (k > 0 && start[k] == start[k + 1]) {
-        /* nothing entered: same components as the previous cut */
+        /* nothing entered: same components as at the previous cut */
         int jp = cs[k - 1].j;
         memcpy(out, boxes + ((size_t)b * T + jp) * (size_t)M * 4, sizeof(int) * 4 * (size_t)M);
         memcpy(ok, valid + ((size_t)b * T + jp) * (size_t)M, (size_t)M);
         continue;
       }
-      for (int i = 0; i < nalive; ++i) { items[i].area = area[alive[i]]; items[i].root = alive[i]; }
+      for (int i = 0; i < nalive; ++i) {
+        int r = alive[i];
+        items[i].area = node[r].area; items[i].first = node[r].first; items[i].root = r;
+      }
       qsort(items, nalive, sizeof(Item), cmp_item);
       int m = nalive < M ? nalive : M;
       for (int i = 0; i < m; ++i) {
-        int r = items[i].root;
-        out[4 * i] = bx0[r]; out[4 * i + 1] = by0[r]; out[4 * i + 2] = bx1[r]; out[4 * i + 3] = by1[r];
+        Node* n = node + items[i].root;
+        out[4 * i] = n->x0; out[4 * i + 1] = n->y0; out[4 * i + 2] = n->x1; out[4 * i + 3] = n->y1;
         ok[i] = 1;
       }
     }
   }
-  free(buf); free(cs); free(items);
+  free(buf); free(node); free(cs); free(items);
   return 0;
 }
 """
@@ -163,7 +208,7 @@ def _cache_dir() -> str:
 
 @functools.cache
 def _native() -> ctypes.CDLL | None:
-    """Compile (once per source version, cached on disk) and load the C kernel; None if no compiler."""
+    """Compile (once per source version, cached on disk) and load the C kernel, or None."""
     digest = hashlib.sha256(C_SOURCE.encode()).hexdigest()[:16]
     try:
         folder = _cache_dir()
@@ -221,6 +266,13 @@ def _fallback_np(
     return boxes, valid
 
 
+def _num_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def component_boxes_np(
     vals: np.ndarray, cuts: np.ndarray, max_components: int, connectivity: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -237,12 +289,20 @@ def component_boxes_np(
     else:
         boxes = np.zeros((b, t, max_components, 4), np.int32)
         valid = np.zeros((b, t, max_components), np.uint8)
-        rc = lib.component_tree_boxes(
-            vals, cuts, b, h, w, t, max_components, connectivity, boxes, valid
-        )
-        if rc != 0:
+        # ctypes drops the GIL during the call, so maps split over threads run in parallel.
+        parts = [c for c in np.array_split(np.arange(b), min(_num_threads(), b)) if len(c)]
+
+        def run(c: np.ndarray) -> int:
+            s = slice(int(c[0]), int(c[-1]) + 1)
+            return lib.component_tree_boxes(
+                vals[s], cuts[s], len(c), h, w, t, max_components, connectivity, boxes[s], valid[s]
+            )
+
+        with concurrent.futures.ThreadPoolExecutor(len(parts)) as pool:
+            codes = list(pool.map(run, parts))
+        if any(codes):
             raise MemoryError("component_tree_boxes: out of memory")
-        valid = valid.astype(bool)
+        valid = valid.view(np.bool_)
     return boxes.reshape(lead + boxes.shape[1:]), valid.reshape(lead + valid.shape[1:])
 
 
