@@ -24,7 +24,9 @@ def data_cfg(tmp_path_factory):
     # 40 train (4 per class), 13 validation (odd), 7 test.
     c.shapes.num_train, c.shapes.num_validation, c.shapes.num_test = 40, 13, 7
     c.shuffle_buffer = 16
-    shapes.builder(c)
+    # Several files per split, so per-epoch file shuffling is part of what is tested.
+    b = shapes.builder(c, num_shards=4)
+    assert b.info.splits["train"].num_shards == 4
     return c
 
 

@@ -113,6 +113,9 @@ def _read(src, b, data_cfg, split, pi, pc, shuffle_seed=None) -> tf.data.Dataset
     read_config = tfds.ReadConfig(
         options=_options(),
         shuffle_seed=shuffle_seed,
+        # Every iterator of this dataset (the head and the rest of an epoch) must see
+        # the same file order; TF reshuffles per iterator by default.
+        shuffle_reshuffle_each_iteration=False,
         interleave_cycle_length=16,
         interleave_block_length=1,
     )

@@ -118,14 +118,19 @@ class CamjaxShapes(tfds.core.GeneratorBasedBuilder):
             yield i, example(c.seed, split, i, c.image_size)
 
 
-def builder(data_cfg) -> CamjaxShapes:
-    """The prepared builder for ``data_cfg`` (generated on first use, offline)."""
+def builder(data_cfg, num_shards: int | None = None) -> CamjaxShapes:
+    """The prepared builder for ``data_cfg`` (generated on first use, offline).
+
+    ``num_shards`` (files per split) applies when it is generated; TFDS picks by size
+    otherwise (one file for the default).
+    """
     config = config_from_data_cfg(data_cfg)
     # TFDS refuses a new config object named like a registered one: pass that by name.
     config = config.name if config.name == "default" else config
     b = CamjaxShapes(config=config, data_dir=data_cfg.get("data_dir"))
     if not b.is_prepared():
-        b.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        config = tfds.download.DownloadConfig(try_download_gcs=False, num_shards=num_shards)
+        b.download_and_prepare(download_config=config)
     return b
 
 
