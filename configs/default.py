@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.shapes.num_validation = 500
     c.data.shapes.num_test = 500
     c.data.shapes.image_size = 64
+    c.data.shapes.seed = 0  # the data set's own seed (not c.seed, the run's)
 
     # Training (camjax.train). batch_size is global (all devices, all processes).
     c.train = ml_collections.ConfigDict()
