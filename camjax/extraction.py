@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from camjax.boxes import largest_component_box
 from camjax.cam import NORMALIZE_MODES, UPSAMPLE_METHODS, _is_concrete, normalize, upsample
 from camjax.saliency import CORES, METHODS, split
 
@@ -32,44 +33,11 @@ _STATIC = (
 
 
 def map_boxes(maps: jax.Array, threshold: float) -> jax.Array:
-    """One box per map, ``int32 [..., 4]`` inclusive ``(x0, y0, x1, y1)``.
-
-    The single place where extraction calls the boxes module
-    (``camjax.boxes.largest_component_box``).
-    """
-    try:
-        from camjax.boxes import largest_component_box
-    except ImportError:
-        return _fallback_largest_component_box(maps, threshold)
+    """One box per map, ``int32 [..., 4]`` inclusive ``(x0, y0, x1, y1)``: the box of the
+    largest 8-connected component of ``map >= threshold * max(map)``
+    (:func:`camjax.boxes.largest_component_box`, backend chosen by platform). A map that
+    keeps no pixel (e.g. an all-zero normalised map) gets ``(0, 0, 0, 0)``."""
     return largest_component_box(maps, threshold)
-
-
-def _host_largest_component_box(maps: np.ndarray, threshold: float) -> np.ndarray:
-    from scipy import ndimage
-
-    maps = np.asarray(maps)
-    flat = maps.reshape((-1,) + maps.shape[-2:])
-    out = np.zeros((flat.shape[0], 4), np.int32)
-    eight = np.ones((3, 3), bool)
-    for i, m in enumerate(flat):
-        labels, n = ndimage.label(m >= threshold * m.max(), structure=eight)
-        if n == 0:
-            continue
-        largest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
-        ys, xs = np.nonzero(labels == largest)
-        out[i] = (xs.min(), ys.min(), xs.max(), ys.max())
-    return out.reshape(maps.shape[:-2] + (4,))
-
-
-def _fallback_largest_component_box(maps: jax.Array, threshold: float) -> jax.Array:
-    # Stand-in until camjax.boxes lands: the same rule, on the host through scipy.
-    shape = jax.ShapeDtypeStruct(maps.shape[:-2] + (4,), jnp.int32)
-    return jax.pure_callback(
-        functools.partial(_host_largest_component_box, threshold=threshold),
-        shape,
-        maps,
-        vmap_method="broadcast_all",
-    )
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)

@@ -1,0 +1,156 @@
+"""camjax.extract: one jitted call from images to top-k maps and boxes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import camjax
+from camjax.cam import normalize, upsample
+from camjax.models.head import CAMHead, CAMNet
+from camjax.models.tiny import TinyBackbone
+from camjax.saliency import METHODS
+
+SIZE, C = 16, 6
+
+
+@pytest.fixture(scope="module")
+def net():
+    model = CAMNet(
+        backbone=TinyBackbone(widths=(4, 8, 8)),
+        head=CAMHead(C, conv_features=(8,), pool="avg"),
+        min_input_size=4,
+    )
+    v = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
+    v["params"]["head"]["classifier"]["bias"] = jnp.linspace(-0.5, 0.5, C)
+    return model, v
+
+
+@pytest.fixture(scope="module")
+def images():
+    return jax.random.normal(jax.random.key(5), (3, SIZE, SIZE, 3))
+
+
+def _reference_box(m: np.ndarray, threshold: float) -> list[int]:
+    """Largest 8-connected component of m >= t * max(m), by pixel count (SciPy)."""
+    labels, n = ndimage.label(m >= threshold * m.max(), structure=np.ones((3, 3)))
+    assert n >= 1
+    counts = np.bincount(labels.ravel())[1:]
+    assert (counts == counts.max()).sum() == 1  # no tie, so the rule picks one box
+    ys, xs = np.nonzero(labels == 1 + np.argmax(counts))
+    return [xs.min(), ys.min(), xs.max(), ys.max()]
+
+
+def test_extract_values(net, images):
+    model, v = net
+    out = camjax.extract(model, v, images, 3, threshold=0.5)
+    logits, _ = model.apply(v, images)
+    np.testing.assert_allclose(out["logits"], logits, rtol=1e-6, atol=1e-6)
+    want_ids = np.argsort(-np.asarray(logits), axis=1)[:, :3]
+    np.testing.assert_array_equal(out["class_ids"], want_ids)
+    assert out["class_ids"].dtype == jnp.int32
+    probs = np.asarray(jax.nn.softmax(logits))
+    np.testing.assert_allclose(out["probs"], np.take_along_axis(probs, want_ids, 1), rtol=1e-5)
+    raw = METHODS["cam"](model, v, images, jnp.asarray(want_ids))
+    maps = np.asarray(normalize(upsample(raw, SIZE)))
+    np.testing.assert_allclose(out["maps"], maps, atol=1e-6)
+    assert out["maps"].shape == (3, 3, SIZE, SIZE)
+    assert np.all(out["maps"].min((-2, -1)) == 0) and np.allclose(out["maps"].max((-2, -1)), 1)
+    assert out["boxes"].shape == (3, 3, 4) and out["boxes"].dtype == jnp.int32
+    for b in range(3):
+        for n in range(3):
+            assert list(out["boxes"][b, n]) == _reference_box(maps[b, n], 0.5)
+    # Top-1 box only: the same first box.
+    one = camjax.extract(model, v, images, 3, threshold=0.5, num_boxes=1)
+    np.testing.assert_array_equal(one["boxes"], out["boxes"][:, :1])
+    np.testing.assert_array_equal(one["maps"], out["maps"])
+    none = camjax.extract(model, v, images, 3, num_boxes=0)
+    assert none["boxes"].shape == (3, 0, 4)
+
+
+def test_gt_known_maps_and_boxes(net, images):
+    model, v = net
+    top = camjax.extract(model, v, images, 2)
+    # Image 0 asks for its own top-1 class; the others for a class outside their top 2.
+    top1 = np.asarray(top["class_ids"][:, 0])
+    other = [int(np.setdiff1d(np.arange(C), top["class_ids"][b])[0]) for b in range(3)]
+    gt = jnp.array([top1[0], other[1], other[2]])
+    out = camjax.extract(model, v, images, 2, gt_labels=gt)
+    assert out["gt_maps"].shape == (3, 1, SIZE, SIZE) and out["gt_boxes"].shape == (3, 1, 4)
+    np.testing.assert_array_equal(out["maps"], top["maps"])
+    np.testing.assert_array_equal(out["boxes"], top["boxes"])
+    np.testing.assert_allclose(out["gt_maps"][0], top["maps"][0, :1], atol=1e-6)
+    np.testing.assert_array_equal(out["gt_boxes"][0], top["boxes"][0, :1])
+    raw = METHODS["cam"](model, v, images, gt[:, None])
+    np.testing.assert_allclose(out["gt_maps"], normalize(upsample(raw, SIZE)), atol=1e-6)
+    for b in range(3):
+        assert list(out["gt_boxes"][b, 0]) == _reference_box(np.asarray(out["gt_maps"][b, 0]), 0.2)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_batch_equals_alone_and_matches_registry(name, net, images):
+    model, v = net
+    out = camjax.extract(model, v, images, 2, method=name)
+    raw = METHODS[name](model, v, images, out["class_ids"])
+    want = normalize(upsample(raw, SIZE))
+    np.testing.assert_allclose(out["maps"], want, atol=1e-5)
+    for b in range(3):
+        alone = camjax.extract(model, v, images[b : b + 1], 2, method=name)
+        for key in ("logits", "probs", "maps"):
+            np.testing.assert_allclose(alone[key][0], out[key][b], rtol=1e-5, atol=1e-5)
+        for key in ("class_ids", "boxes"):
+            np.testing.assert_array_equal(alone[key][0], out[key][b])
+
+
+def test_options_reach_the_maps(net, images):
+    model, v = net
+    out = camjax.extract(model, v, images, 2, normalization="max", upsample_method="bicubic")
+    raw = METHODS["cam"](model, v, images, out["class_ids"])
+    want = normalize(upsample(raw, SIZE, "bicubic"), "max")
+    np.testing.assert_allclose(out["maps"], want, atol=1e-6)
+    assert not np.allclose(out["maps"], camjax.extract(model, v, images, 2)["maps"])
+
+
+def test_vmap_and_pmap_match_eager(net):
+    model, v = net
+    groups = jax.random.normal(jax.random.key(9), (8, 2, SIZE, SIZE, 3))
+    fn = lambda x: camjax.extract(model, v, x, 2)
+    eager = [fn(groups[i]) for i in range(8)]
+    vm = jax.vmap(fn)(groups[:2])
+    pm = jax.pmap(fn)(groups)
+    for key in ("logits", "probs", "maps", "class_ids", "boxes"):
+        want = np.stack([np.asarray(e[key]) for e in eager])
+        np.testing.assert_allclose(vm[key], want[:2], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(pm[key], want, rtol=1e-5, atol=1e-5)
+
+
+def test_nan_image_gives_finite_maps(net, images):
+    model, v = net
+    bad = images.at[1, 3, 4, 0].set(jnp.nan)
+    out = camjax.extract(model, v, bad, 2)
+    maps = np.asarray(out["maps"])
+    assert np.all(np.isfinite(maps)) and maps.min() >= 0 and maps.max() <= 1
+    # The NaN stays in image 1: image 0 and 2 are untouched, image 1's maps are zeros
+    # (its features carry NaN through the resize) and boxed as "no pixel kept".
+    clean = camjax.extract(model, v, images, 2)
+    np.testing.assert_allclose(maps[[0, 2]], clean["maps"][jnp.array([0, 2])], atol=1e-6)
+    assert np.all(maps[1] == 0) and np.all(out["boxes"][1] == 0)
+
+
+def test_bad_arguments(net, images):
+    model, v = net
+    with pytest.raises(ValueError, match="unknown method"):
+        camjax.extract(model, v, images, method="gradcam2")
+    with pytest.raises(ValueError, match=r"top_k must be an int in \[1, 6\]"):
+        camjax.extract(model, v, images, 7)
+    with pytest.raises(ValueError, match="num_boxes"):
+        camjax.extract(model, v, images, 2, num_boxes=3)
+    with pytest.raises(ValueError, match=r"gt_labels must lie in \[0, 6\)"):
+        camjax.extract(model, v, images, 2, gt_labels=jnp.array([0, 6, 1]))
+    with pytest.raises(ValueError, match="gt_labels must be int"):
+        camjax.extract(model, v, images, 2, gt_labels=jnp.array([0, 1]))
+    with pytest.raises(ValueError, match="threshold"):
+        camjax.extract(model, v, images, 2, threshold=1.5)
+    with pytest.raises(ValueError, match="images must be"):
+        camjax.extract(model, v, images[..., :1], 2)
