@@ -48,13 +48,10 @@ def sample_valid(valid: jnp.ndarray | np.ndarray | None, batch: int) -> jnp.ndar
 
 
 @jax.jit
-def _map_stats(maps: jnp.ndarray, keep: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
-    keep = keep.reshape((-1,) + (1,) * (maps.ndim - 1))
-    bad = jnp.sum(keep & ~jnp.isfinite(maps))
-    finite = keep & jnp.isfinite(maps)
-    low = jnp.min(jnp.where(finite, maps, jnp.inf))
-    high = jnp.max(jnp.where(finite, maps, -jnp.inf))
-    return bad, low, high
+def _map_range(maps: jnp.ndarray, keep: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    # min/max propagate NaN and reach +-inf, so two reductions also catch non-finite values.
+    kept = jnp.where(keep.reshape((-1,) + (1,) * (maps.ndim - 1)), maps, 0.0)
+    return jnp.min(kept), jnp.max(kept)
 
 
 def maps(values: jnp.ndarray, keep: jnp.ndarray) -> None:
@@ -68,13 +65,13 @@ def maps(values: jnp.ndarray, keep: jnp.ndarray) -> None:
         raise ValueError(f"maps must be [B, H, W], got shape {values.shape}")
     if not jnp.issubdtype(values.dtype, jnp.floating):
         raise TypeError(f"maps must be floating point, got {values.dtype}")
-    bad, low, high = (np.asarray(x) for x in _map_stats(values, keep))
-    if bad:
-        raise ValueError(f"maps contain {int(bad)} NaN or inf values")
+    low, high = (float(x) for x in _map_range(values, keep))
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"maps contain NaN or inf values (range [{low}, {high}])")
     if low < 0.0 or high > 1.0:
         raise ValueError(
             f"maps must be normalised to [0, 1] (camjax.cam.normalize), got values in "
-            f"[{float(low)}, {float(high)}]"
+            f"[{low}, {high}]"
         )
 
 
