@@ -193,3 +193,12 @@ def test_errors(data_cfg):
     c.train_augment = "mixup"
     with pytest.raises(ValueError, match="train_augment"):
         data.train_iterator(c, global_batch_size=2, seed=0, process_index=0, process_count=1)
+
+
+def test_eval_split_slice(data_cfg):
+    bs = list(
+        data.eval_iterator(
+            data_cfg, "test[:3]", global_batch_size=2, process_index=0, process_count=1
+        )
+    )
+    assert [int(b["valid"].sum()) for b in bs] == [2, 1]
