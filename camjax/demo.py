@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import glob
 import importlib.util
 import os
@@ -48,12 +49,51 @@ def foolbox_photos() -> list[str]:
     return photos
 
 
+def _overrides(items: Sequence[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set wants KEY=VALUE, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text  # a plain string such as a path
+    return out
+
+
+def top5_photo_figure(path: str, npz_path: str, image_size: int) -> str:
+    """The paper's Figure 3 on a real photo: its top-5 classes' CAMs side by side."""
+    import cv2
+    import numpy as np
+
+    from camjax.data.folder import read_rgb
+    from camjax.evaluation.figures import top_classes_figure
+
+    with np.load(npz_path) as z:
+        photo, maps, ids, probs = str(z["paths"][0]), z["maps"][0], z["class_ids"][0], z["probs"][0]
+        names = [str(z["class_names"][i]) for i in ids]
+        boxes = z["boxes"][0]
+    image = cv2.resize(read_rgb(photo).astype(np.float32), (image_size, image_size))
+    return top_classes_figure(path, image, maps.astype(np.float32), names, probs, boxes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m camjax.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m camjax.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--workdir", default="runs/demo")
     p.add_argument("--config", default=None, help="config file (default configs/default.py)")
     p.add_argument("--steps", type=int, default=None, help="override config.train.num_steps")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set data.shapes.num_train=256 (repeatable)",
+    )
     p.add_argument("--max-eval-examples", type=int, default=None)
     p.add_argument("--photos", type=int, default=20, help="how many foolbox photos (<= 20)")
     p.add_argument("--methods", default="cam,backprop")
@@ -66,22 +106,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     workdir = os.path.abspath(args.workdir)
-    config = load_config(args.config or default_config_path())
+    config = load_config(args.config or default_config_path(), _overrides(args.set))
     if args.steps is not None:
         config.train.num_steps = args.steps
     print(f"[1/3] training {config.model.name} on {config.data.name} in {workdir}", flush=True)
     train_and_evaluate(config, workdir)
     t1 = time.perf_counter()
     print(f"[2/3] evaluating ({args.methods}; {t1 - t0:.0f} s so far)", flush=True)
-    evaluate(config, workdir, methods=tuple(args.methods.split(",")),
-             max_examples=args.max_eval_examples)
+    evaluate(
+        config, workdir, methods=tuple(args.methods.split(",")), max_examples=args.max_eval_examples
+    )
     t2 = time.perf_counter()
     photos = foolbox_photos()[: args.photos]
-    print(f"[3/3] CAMs of efficientnet_lite0_gap on {len(photos)} ImageNet photos "
-          f"({t2 - t0:.0f} s so far)", flush=True)
+    print(
+        f"[3/3] CAMs of efficientnet_lite0_gap on {len(photos)} ImageNet photos "
+        f"({t2 - t0:.0f} s so far)",
+        flush=True,
+    )
     out = os.path.join(workdir, "extract")
-    summary = extract_folder(load_named("efficientnet_lite0_gap"), photos, out,
-                             overlays=True, progress=True)
+    pretrained = load_named("efficientnet_lite0_gap")
+    summary = extract_folder(pretrained, photos, out, overlays=True, progress=True)
+    top5_photo_figure(os.path.join(out, "top5_photo.png"), summary["npz"], pretrained.image_size)
     print(f"\ndone in {time.perf_counter() - t0:.0f} s. Open:")
     print(f"  {os.path.join(workdir, 'report.md')}   the tables (also report.json)")
     for png in sorted(glob.glob(os.path.join(workdir, "*.png"))):
@@ -89,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  {summary['jsonl']}   top-5 classes and boxes of each photo")
     print(f"  {summary['npz']}   maps and boxes")
     print(f"  {summary.get('overlays')}/   CAM overlays with boxes")
+    print(f"  {os.path.join(out, 'top5_photo.png')}   the top-5 classes' CAMs of one photo")
     return 0
 
 
