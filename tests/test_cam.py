@@ -11,7 +11,7 @@ from camjax.cam import class_activation_maps, normalize, upsample
 
 # Small inputs that still leave a map of >= 2x2 pixels, so the spatial mean is a real mean.
 _CHEAP = {"tiny_gap": 32, "alexnet_gap": 63, "alexnet_star_gap": 63, "vgg16_gap": 32}
-_COSTLY = {"googlenet_gap": 64, "resnet50_gap": 64, "efficientnet_lite0_gap": 64}
+_COSTLY = {"googlenet_gap": 32, "resnet50_gap": 32, "efficientnet_lite0_gap": 64}
 
 
 def _with_random_bias(variables, key):
