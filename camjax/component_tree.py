@@ -91,8 +91,9 @@ int component_tree_boxes(const float* vals, const float* cuts, int B, int H, int
   const int N = H * W, K = 4 * T + 16, WP = W + 2, NP = (H + 2) * (W + 2);
   /* parent and node live on a grid padded by one pixel of "never kept" (-1), so the
      neighbour loop needs no bounds checks */
-  const int OFF[8] = {-WP, -1, 1, WP, -WP - 1, -WP + 1, WP - 1, WP + 1};
-  const int nn = conn == 8 ? 8 : 4;
+  /* 8-neighbours in ring order N, NE, E, SE, S, SW, W, NW; 4-neighbours N, E, S, W */
+  const int RING[8] = {-WP, -WP + 1, 1, WP + 1, WP, WP - 1, -1, -WP - 1};
+  const int CROSS[4] = {-WP, 1, WP, -1};
   int* buf = (int*)malloc(sizeof(int) * ((size_t)N * 4 + (size_t)NP + (size_t)T + 2 + (size_t)K));
   Node* node = (Node*)malloc(sizeof(Node) * (size_t)NP);
   Cut* cs = (Cut*)malloc(sizeof(Cut) * (size_t)(T > 0 ? T : 1));
@@ -134,9 +135,23 @@ int component_tree_boxes(const float* vals, const float* cuts, int B, int H, int
       for (int i = start[k]; i < start[k + 1]; ++i) {
         int p = order[i], y = oyx[i] >> 16, x = oyx[i] & 0xffff, r = -1;
         int pp = (y + 1) * WP + x + 1;
-        for (int d = 0; d < nn; ++d) {
-          int q = pp + OFF[d], pq = parent[q];
-          if (pq < 0 || pq == r) continue;
+        unsigned todo = 0;
+        const int* offs = RING;
+        if (conn == 8) {
+          /* Present pixels that are adjacent were joined when the later of them entered,
+             and ring-consecutive neighbours are adjacent: one pixel per run of present
+             neighbours around the ring suffices (at most 4 finds instead of 8). */
+          unsigned bits = 0;
+          for (int d = 0; d < 8; ++d) bits |= (unsigned)(parent[pp + RING[d]] >= 0) << d;
+          todo = bits & ~(((bits << 1) | (bits >> 7)) & 0xffu);
+          if (bits == 0xffu) todo = 1u;
+        } else {
+          offs = CROSS;
+          for (int d = 0; d < 4; ++d) todo |= (unsigned)(parent[pp + CROSS[d]] >= 0) << d;
+        }
+        for (; todo; todo &= todo - 1) {
+          int q = pp + offs[__builtin_ctz(todo)], pq = parent[q];
+          if (pq == r) continue;
           int rq = find(parent, q);
           if (rq == r) continue;
           if (r < 0) {  /* join the first neighbouring component: no singleton needed */
@@ -183,7 +198,16 @@ int component_tree_boxes(const float* vals, const float* cuts, int B, int H, int
         int r = alive[i];
         items[i].area = node[r].area; items[i].first = node[r].first; items[i].root = r;
       }
-      qsort(items, nalive, sizeof(Item), cmp_item);
+      if (nalive > 32) {
+        qsort(items, nalive, sizeof(Item), cmp_item);
+      } else {  /* the usual handful of components: insertion sort beats qsort's calls */
+        for (int i = 1; i < nalive; ++i) {
+          Item it = items[i];
+          int h = i;
+          while (h > 0 && cmp_item(&it, &items[h - 1]) < 0) { items[h] = items[h - 1]; --h; }
+          items[h] = it;
+        }
+      }
       int m = nalive < M ? nalive : M;
       for (int i = 0; i < m; ++i) {
         Node* n = node + items[i].root;
