@@ -265,6 +265,19 @@ def test_component_boxes_jit_with_traced_thresholds():
         np.testing.assert_array_equal(got[1], want[1])
 
 
+def test_component_boxes_under_vmap_equal_the_flat_batch():
+    # vmap over an extra leading axis must give the same boxes as one flat batch.
+    maps = smooth_maps(4, seed=5)
+    t = np.array([0.2, 0.6])
+    flat = boxes.component_boxes(maps, t, max_components=3, backend="host")
+    for backend in BACKENDS:
+        vm = jax.vmap(
+            lambda m, b=backend: boxes.component_boxes(m, t, max_components=3, backend=b)
+        )(jnp.asarray(maps).reshape(2, 2, 24, 24))
+        np.testing.assert_array_equal(np.asarray(vm[0]).reshape(flat[0].shape), flat[0])
+        np.testing.assert_array_equal(np.asarray(vm[1]).reshape(flat[1].shape), flat[1])
+
+
 # ---------------------------------------------------------------- heuristic_boxes
 
 
