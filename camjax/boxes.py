@@ -212,8 +212,8 @@ def component_boxes(
         raise ValueError(f"maps must be [B, H, W], got shape {maps.shape}")
     backend = labeling.resolve_backend(backend, maps)
     t = _check_thresholds(thresholds)
-    if t.ndim != 1:
-        raise ValueError(f"thresholds must be 1-D [T], got shape {t.shape}")
+    if t.ndim != 1 or t.shape[0] == 0:
+        raise ValueError(f"thresholds must be 1-D [T] with T >= 1, got shape {t.shape}")
     if mode == "ge":
         vals, cuts = kept_values_and_cuts(maps, t)
     else:

@@ -307,6 +307,8 @@ def component_boxes_np(
     vals = vals.reshape(-1, h, w)
     cuts = np.ascontiguousarray(np.asarray(cuts, np.float32).reshape(vals.shape[0], -1))
     b, t = cuts.shape
+    if h >= 1 << 15 or w >= 1 << 15:  # the kernel packs (y, x) into one int32
+        raise ValueError(f"maps must be smaller than 32768 x 32768, got {h} x {w}")
     lib = _native()
     if lib is None:
         boxes, valid = _fallback_np(vals, cuts, max_components, connectivity)

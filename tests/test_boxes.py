@@ -168,6 +168,9 @@ THRESHOLDS = np.array([0.9, 0.0, 0.35, 0.1, 0.35, 0.6, 0.75, 0.2, 0.5, 1.0])  # 
 def test_component_boxes_match_per_threshold_scipy(backend, connectivity):
     maps = smooth_maps(5, seed=1)
     maps[4] = 0.0  # an empty map: nothing valid at any threshold
+    maps[2] -= 0.3  # negative values: below every cut
+    maps[3, 0, :4] = np.nan  # never kept
+    maps[3, 9, 9] = np.inf  # never kept, and not the max
     m_max = 6
     got_b, got_v = boxes.component_boxes(
         maps, THRESHOLDS, max_components=m_max, connectivity=connectivity, backend=backend
@@ -246,6 +249,8 @@ def test_component_boxes_bad_input():
         boxes.component_boxes(m, [np.nan], max_components=2)
     with pytest.raises(ValueError, match=r"\[B, H, W\]"):
         boxes.component_boxes(m[None], [0.5], max_components=2)
+    with pytest.raises(ValueError, match="T >= 1"):
+        boxes.component_boxes(m, [], max_components=2)
     with pytest.raises(ValueError, match="max_components"):
         boxes.component_boxes(m, [0.5], max_components=0)
     with pytest.raises(ValueError, match="mode"):
