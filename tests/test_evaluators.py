@@ -201,10 +201,11 @@ def _random_masks(n, size, seed):
     return maps.astype(np.float32), masks
 
 
-def test_mask_evaluator_matches_benchmark_formula():
+@pytest.mark.parametrize("backend", ["jax", "host"])
+def test_mask_evaluator_matches_benchmark_formula(backend):
     maps, masks = _random_masks(4, 12, seed=1)
     grid = metrics.default_cam_thresholds()
-    ev = MaskEvaluator()
+    ev = MaskEvaluator(backend=backend)
     ev.update(maps, masks)
     want = _reference_pxap(maps.astype(np.float64), masks, grid)
     assert 30 < want < 70  # random maps: near the fg fraction 0.4 / 0.9

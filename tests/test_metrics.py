@@ -150,6 +150,27 @@ def test_pixel_histograms_and_pxap_by_hand():
     assert metrics.pxap_from_histograms(*hist) == pytest.approx(75.0)
 
 
+def test_pixel_histograms_backends_agree_at_edges():
+    # Values drawn from the edges themselves (float32 0.07 etc., 0 and 1) and between
+    # them: both backends must bin v == edge as "edge <= v", and skip padded images.
+    edges = metrics.default_cam_thresholds().astype(np.float32)
+    edges = np.append(edges, np.float32(1.0))
+    rng = np.random.default_rng(7)
+    pool = np.concatenate([edges, rng.random(200).astype(np.float32)])
+    maps = rng.choice(pool, (3, 9, 9)).astype(np.float32)
+    masks = rng.choice(np.array([0, 1, 255], np.uint8), (3, 9, 9))
+    keep = np.array([True, False, True])
+    got = {
+        b: np.asarray(metrics.pixel_histograms(maps, masks, edges, keep, backend=b))
+        for b in ("jax", "host")
+    }
+    np.testing.assert_array_equal(got["jax"], got["host"])
+    # And both equal a direct count: #fg pixels with v >= edges[j] == hist[0, j + 1:].sum().
+    fg = maps[keep][masks[keep] == 1]
+    want = [(fg >= e).sum() for e in edges]
+    np.testing.assert_array_equal(np.cumsum(got["jax"][0][::-1])[::-1][1:], want)
+
+
 def test_pxap_perfect_and_errors():
     # A map that is 1 on every fg pixel and 0 on every bg pixel: P = 1 at every recall
     # step -> PxAP 100.

@@ -47,6 +47,11 @@ def sample_valid(valid: jnp.ndarray | np.ndarray | None, batch: int) -> jnp.ndar
     return valid.astype(bool)
 
 
+def _kept(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    keep = np.asarray(keep, bool)
+    return values if keep.all() else values[keep]  # no copy in the common case
+
+
 @jax.jit
 def _map_range(maps: jnp.ndarray, keep: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     # min/max propagate NaN and reach +-inf, so two reductions also catch non-finite values.
@@ -65,7 +70,11 @@ def maps(values: jnp.ndarray, keep: jnp.ndarray) -> None:
         raise ValueError(f"maps must be [B, H, W], got shape {values.shape}")
     if not jnp.issubdtype(values.dtype, jnp.floating):
         raise TypeError(f"maps must be floating point, got {values.dtype}")
-    low, high = (float(x) for x in _map_range(values, keep))
+    if isinstance(values, np.ndarray):  # host arrays are checked where they are
+        kept = _kept(values, keep)
+        low, high = (float(kept.min()), float(kept.max())) if kept.size else (0.0, 0.0)
+    else:
+        low, high = (float(x) for x in _map_range(values, keep))
     if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(f"maps contain NaN or inf values (range [{low}, {high}])")
     if low < 0.0 or high > 1.0:
@@ -116,6 +125,10 @@ def masks(values: jnp.ndarray, shape: tuple[int, ...], keep: jnp.ndarray) -> Non
         raise TypeError(f"masks must be uint8 (0 bg, 1 fg, 255 ignore), got {values.dtype}")
     if values.shape != tuple(shape):
         raise ValueError(f"masks shape {values.shape} differs from maps shape {tuple(shape)}")
-    bad = int(_mask_bad(values, keep))
+    if isinstance(values, np.ndarray):
+        live = _kept(values, keep)
+        bad = int(np.count_nonzero((live > MASK_FOREGROUND) & (live != MASK_IGNORE)))
+    else:
+        bad = int(_mask_bad(values, keep))
     if bad:
         raise ValueError(f"masks hold {bad} pixels other than 0 (bg), 1 (fg), 255 (ignore)")
