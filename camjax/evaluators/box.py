@@ -9,10 +9,13 @@ MaxBoxAcc uses ``delta = 0.5`` and the largest component's box; MaxBoxAccV2 aver
 own best ``t``, as the benchmark's ``BoxEvaluator.compute`` does.
 
 Deliberate differences from the benchmark code (``compute_bboxes_from_scoremaps``): it
-thresholds the map quantised to uint8 with ``v > int(t * max)`` and boxes contours with
-``x1 = x + w`` (one pixel wider than the contour); here the float map is thresholded with
-``v >= t * max`` and a component's box is its exact inclusive extent. A threshold with no
-component (the benchmark boxes ``[0, 0, 0, 0]`` then) scores IoU 0 here.
+thresholds the map quantised to uint8 with ``v > int(t * max)`` (``mode="wsol"`` here
+keeps exactly those pixels; the default ``"ge"`` keeps float ``v >= t * max``), boxes
+contours with ``x1 = x + w`` (one pixel wider than the contour; here a component's box
+is its exact inclusive extent) and, with ``RETR_TREE``, also boxes the contours of holes
+(here only components count). A threshold with no component (the benchmark boxes
+``[0, 0, 0, 0]`` then) scores IoU 0 here. ``bench/evaluators_throughput.py`` checks that
+with ``mode="wsol"`` the curves equal a host loop with outer contours and inclusive boxes.
 
 The state is a pytree of exact counts (hits per ``(delta, t)``, examples, examples
 without a ground-truth box), updated on device by jitted pure functions, so memory does
@@ -177,7 +180,8 @@ class BoxEvaluator:
 
     ``mode``: ``"ge"`` keeps ``map >= t * max`` (the paper's rule); ``"wsol"`` the WSOL
     benchmark's uint8 rule (``camjax.boxes.component_boxes``). ``max_components``: more
-    components than that at one threshold keep the largest ones only.
+    components than that at one threshold keep the largest ones only (blob-like CAMs at
+    224 x 224 reach ~30 at some threshold; raise it for noisy maps or tiny objects).
 
     Bad input (NaN/inf or values outside [0, 1] in counted maps, malformed boxes or boxes
     outside the image, thresholds outside [0, 1]) raises ``ValueError`` when ``validate``.

@@ -41,7 +41,11 @@ def update_state(
     ranked_classes: jnp.ndarray | None,
     iou_threshold: jnp.ndarray,
 ) -> State:
-    """Jitted pure update with one batch (arguments as in ``Evaluator.update``)."""
+    """Jitted pure update with one batch (arguments as in ``LocalizationErrorEvaluator.update``).
+
+    Adds ``sum_b keep_b * hit_b`` for each hit kind of :func:`camjax.metrics.localization_hits`
+    and :func:`camjax.metrics.gt_known_hits`; errors are ``100 * (1 - hits / count)``.
+    """
     keep = jnp.asarray(sample_valid, bool)
     hits = metrics.localization_hits(
         class_ids,
@@ -53,11 +57,11 @@ def update_state(
         iou_threshold=iou_threshold,
         top_k=TOP_K,
     )
-    known = keep if gt_known_boxes is not None else jnp.zeros_like(keep)
-    if gt_known_boxes is not None:
-        hits["gt_known"] = metrics.gt_known_hits(gt_known_boxes, gt_boxes, gt_valid, iou_threshold)
+    if gt_known_boxes is None:
+        known = hits["gt_known"] = jnp.zeros_like(keep)
     else:
-        hits["gt_known"] = jnp.zeros_like(keep)
+        known = keep
+        hits["gt_known"] = metrics.gt_known_hits(gt_known_boxes, gt_boxes, gt_valid, iou_threshold)
     new = {k: counter.add(state[k], jnp.sum(hits[k] & keep)) for k in _HIT_KEYS}
     new["count"] = counter.add(state["count"], jnp.sum(keep))
     new["gt_known_count"] = counter.add(state["gt_known_count"], jnp.sum(known))
