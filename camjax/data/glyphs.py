@@ -87,7 +87,10 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         t = (1 - w) * t + w * stripes
     fine = _smooth_noise(rng, size, size // 3)
     t = 0.8 * t + 0.2 * fine
-    c0, c1 = rng.uniform(20, 235, size=(2, 3)).astype(np.float32)
+    # Texture contrast (|c1 - c0| <= 70 per channel) stays below the object's contrast
+    # (>= 90, ``_contrasting_colour``): the silhouette is the strongest edge structure.
+    c0 = rng.uniform(20, 235, size=3).astype(np.float32)
+    c1 = np.clip(c0 + rng.uniform(-70, 70, size=3), 0, 255).astype(np.float32)
     img = c0 * (1 - t[..., None]) + c1 * t[..., None]
     return img
 
@@ -173,7 +176,7 @@ def render(rng: np.random.Generator, size: int, class_id: int):
     shade = 0.85 + 0.3 * _smooth_noise(rng, size, 4)[..., None]
     obj = np.clip(colour * shade, 0, 255)
     img = img * (1 - cover[..., None]) + obj * cover[..., None]
-    img += rng.normal(0, rng.uniform(2, 10), img.shape).astype(np.float32)
+    img += rng.normal(0, rng.uniform(2, 6), img.shape).astype(np.float32)
     ys, xs = np.nonzero(mask)
     box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), mask.astype(np.uint8), box
