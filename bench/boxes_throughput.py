@@ -115,7 +115,7 @@ def main() -> None:
         nb = args.baseline_maps
         t_ref = timed(
             lambda th=thresholds, nb=nb: [wsol_boxes(m, th, outer_only=False) for m in maps[:nb]],
-            1,
+            args.repeats,
         )
         cam = [args.batch * num_t / x for x in t_cam]
         ref = [nb * num_t / x for x in t_ref]
