@@ -4,16 +4,18 @@ The kept sets ``{v >= c}`` are nested as the cut ``c`` falls, so their component
 tree (the max-tree / component tree, Salembier et al. 1998; union-find construction as
 in Najman & Couprie 2006). Adding pixels in order of decreasing value with a union-find
 whose roots carry area and bounding box (the box of a merged set is the union of the
-boxes) gives every threshold's components in one pass: O(N alpha(N)) per map, not
-O(T N) as relabelling at each of T thresholds does.
+boxes) gives every threshold's components in one pass: O(N alpha(N) + T C log C) per map
+for C live components, not O(T N) as relabelling at each of T thresholds does. Only the
+T levels matter, so pixels are bucketed by level with a counting sort, not sorted by
+value.
 
 Backends (same inputs ``vals [B, H, W]`` float32 and per-map cuts ``[B, T]`` float32,
 kept = ``vals >= cut``; identical outputs):
 
 - ``host``: the union-find in C (source below), compiled once with the system C compiler
-  into a cache folder and called through ``ctypes`` (which releases the GIL). Without a
-  compiler it falls back to OpenCV ``connectedComponentsWithStats`` per threshold
-  (exact, O(T N), slower).
+  into a cache folder and called through ``ctypes`` (which releases the GIL, so the batch
+  is split over one thread per core). Without a compiler it falls back to OpenCV
+  ``connectedComponentsWithStats`` per threshold (exact, O(T N), slower).
 - ``jax``: for accelerators. Thresholds from high to low in a ``lax.scan``; each step
   relabels by propagation warm-started from the previous step's labels (components only
   merge as the cut falls), then segment reductions give area and box per root. O(T N)
