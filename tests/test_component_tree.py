@@ -117,3 +117,14 @@ def test_jax_scan_matches_host(connectivity):
     want = reference(vals, cuts, 4, connectivity)
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_without_compiler_the_fallback_gives_the_same_boxes(monkeypatch):
+    # No C compiler: component_boxes_np runs OpenCV per threshold, same outputs.
+    monkeypatch.setattr(component_tree, "_native", lambda: None)
+    vals = quantized_maps(2, 9, 10, levels=4, seed=4)
+    cuts = np.tile(np.array([0.0, 1.0, 0.5, np.inf], np.float32), (2, 1))
+    got = component_tree.component_boxes_np(vals, cuts, 3, 8)
+    want = reference(vals, cuts, 3, 8)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
