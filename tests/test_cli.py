@@ -43,7 +43,7 @@ def workdir(tmp_path_factory):
     )
     ckpt.save(1, state, config)
     ckpt.close()
-    return str(wd), info.num_classes
+    return str(wd), info.num_classes, config
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ SIZES = {"wide.png": (30, 50), "tall_gray.jpg": (70, 40), "rgba.png": (20, 20)}
 
 
 def test_extract_from_workdir_skips_bad_files(workdir, folder, tmp_path, capsys):
-    wd, num_classes = workdir
+    wd, num_classes, _ = workdir
     out = str(tmp_path / "out")
     rc = cli.main(
         [
@@ -179,3 +179,25 @@ def test_extract_pretrained_efficientnet_on_real_photos(tmp_path):
         assert (x1 - x0 + 1) * (y1 - y0 + 1) >= 0.01 * w * h  # not a degenerate box
         assert r["top_k"][0]["class_name"] and "\t" not in r["top_k"][0]["class_name"]
     assert "maps" not in np.load(os.path.join(out, "cams.npz"))
+
+
+def test_evaluate_a_checkpoint_writes_the_report(workdir, tmp_path):
+    # evaluate.py's library call on the same random checkpoint: a chosen step folder,
+    # the 4 validation images of the private build, report + figures in the workdir.
+    from camjax.evaluation import evaluate
+
+    wd, _, config = workdir
+    out = evaluate(
+        config, wd, checkpoint=os.path.join(wd, "checkpoints", "1"), methods=("cam",), verbose=False
+    )
+    assert out["num_examples"] == 4 and out["checkpoint"].endswith("step 1")
+    assert set(out["methods"]) == {"cam", "centre"}
+    report = json.loads(open(os.path.join(wd, "report.json")).read())
+    assert report["methods"]["cam"]["loc_top1_error"] == pytest.approx(
+        out["methods"]["cam"]["loc_top1_error"]
+    )
+    for name in out["figures"]:
+        with Image.open(os.path.join(wd, name)) as im:
+            assert np.asarray(im.convert("L")).std() > 10
+    with pytest.raises(ValueError, match="unknown method"):
+        evaluate(config, wd, methods=("nope",), verbose=False)
