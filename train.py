@@ -6,7 +6,7 @@ holds checkpoints of the same model resumes from the latest one.
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from camjax import train
@@ -20,6 +20,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS["verbosity"].using_default_value:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     path = config_flags.get_config_filename(FLAGS["config"])
     # Config files may add keys silently; check them against the default schema.
     default = train.load_config(os.path.join(os.path.dirname(path), "default.py"))

@@ -178,3 +178,23 @@ def test_replicated_checkpoint_form_round_trips():
     assert rep["a"].sharding.is_fully_replicated and len(rep["a"].devices()) == 8
     np.testing.assert_array_equal(step.host_array(rep["a"]), tree["a"])
     assert step.replicate_global({"s": np.int32(3)})["s"].shape == ()
+
+
+def test_train_py_rejects_an_unknown_override_and_a_typo_in_a_config_file(tmp_path):
+    root = os.path.dirname(HERE)
+    run = [sys.executable, os.path.join(root, "train.py"), "--workdir", str(tmp_path)]
+    out = subprocess.run(run + ["--config", os.path.join(root, "configs", "default.py"),
+                                "--config.train.num_step=3"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode != 0 and "num_step" in out.stderr, out.stderr[-2000:]
+    # A config file that adds a key the default lacks (a typo) fails before training.
+    bad = tmp_path / "configs" / "typo.py"
+    bad.parent.mkdir()
+    shutil.copy(os.path.join(root, "configs", "default.py"), bad.parent / "default.py")
+    bad.write_text("from configs import default\n\n\ndef get_config():\n"
+                   "    c = default.get_config()\n    c.optimizer.learning_rte = 0.1\n"
+                   "    return c\n")  # fmt: skip
+    out = subprocess.run(run + ["--config", str(bad)], capture_output=True, text=True,
+                         timeout=120, cwd=str(tmp_path))  # fmt: skip
+    assert out.returncode != 0 and "optimizer.learning_rte" in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "checkpoints").exists()
