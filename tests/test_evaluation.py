@@ -159,3 +159,5 @@ def test_empty_stream_is_an_error():
         evaluate_stream([], lambda m, b: {}, methods=("cam",))
     with pytest.raises(ValueError, match="at least one method"):
         evaluate_stream([], lambda m, b: {}, methods=())
+    with pytest.raises(ValueError, match="at least one method"):
+        evaluate_stream([], lambda m, b: {}, methods=("centre",))

@@ -85,6 +85,15 @@ def _row_name(method: str, model: str) -> str:
     return f"{METHOD_NAMES.get(method, method.title())} on {model}"
 
 
+def _heuristic_note(thresholds: Mapping[str, float] | None) -> str:
+    if not thresholds:
+        return ""
+    return (
+        f"; tight = {100 * thresholds['tight']:.0f}%, loose = "
+        f"{100 * thresholds['loose']:.0f}% of the map's max"
+    )
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -118,7 +127,9 @@ def format_markdown(results: Mapping[str, Any]) -> str:
         "A box per top-5 predicted class (20% of the map's max, largest connected "
         "component); right when the class is right and IoU >= 0.5 with any ground-truth "
         "box. *Heuristic*: the paper's test-set variant (tight and loose boxes from the "
-        "top-1 and top-2 maps, a loose box from the top-3 map).",
+        "top-1 and top-2 maps, a loose box from the top-3 map"
+        + _heuristic_note(results.get("heuristic_thresholds"))
+        + ").",
         "",
     ]
     rows = []

@@ -78,9 +78,13 @@ def evaluate_stream(
     same predicted classes with :func:`camjax.evaluation.centre.centre_maps`.
     ``cam_thresholds``: the MaxBoxAcc/PxAP grid (default 0.00..0.99, step 0.01).
     """
-    if not methods:
-        raise ValueError("evaluate_stream needs at least one method")
-    names = list(methods) + (["centre"] if include_centre else [])
+    from camjax.boxes import HEURISTIC_LOOSE, HEURISTIC_TIGHT
+
+    # The centre baseline borrows a network method's classes, so it always comes last.
+    names = [m for m in dict.fromkeys(methods) if m != "centre"]
+    if not names:
+        raise ValueError("evaluate_stream needs at least one method besides 'centre'")
+    names += ["centre"] if include_centre or "centre" in methods else []
     scores: dict[str, MethodScores] = {}
     samples = {m: _FigureSample(num_figure_examples) for m in names}
     top1 = top5 = count = 0
@@ -115,6 +119,7 @@ def evaluate_stream(
             "top5_error": 100.0 * (1 - top5 / count),
         },
         "methods": {m: scores[m].result() for m in names},
+        "heuristic_thresholds": {"tight": HEURISTIC_TIGHT, "loose": HEURISTIC_LOOSE},
         "timing": {"seconds": seconds, "images_per_s": count / max(seconds, 1e-9)},
     }
     return results, {m: s.items for m, s in samples.items()}
