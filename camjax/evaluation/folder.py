@@ -38,6 +38,69 @@ def _write_overlay(path: str, src: str, cam_map: np.ndarray, box: np.ndarray, ti
     atomic_write(path, buf.getvalue())
 
 
+def _record(path: str, size, ids, probs, boxes_orig, class_names) -> str:
+    """One JSON Lines record: the image's top-k classes with boxes in original pixels."""
+    top = [
+        {
+            "rank": j + 1,
+            "class_id": int(ids[j]),
+            "class_name": class_names[int(ids[j])],
+            "prob": round(float(probs[j]), 6),
+            "box": [int(v) for v in boxes_orig[j]],
+        }
+        for j in range(len(ids))
+    ]
+    return json.dumps({"path": path, "height": int(size[0]), "width": int(size[1]), "top_k": top})
+
+
+class _Outputs:
+    """Rows gathered during the pass; maps go to a memory-mapped temporary file."""
+
+    KEYS = ("paths", "orig_size", "class_ids", "probs", "boxes", "boxes_original")
+
+    def __init__(self, out_dir: str, capacity: int, map_shape: tuple, maps_dtype: str | None):
+        self.rows: dict[str, list] = {key: [] for key in self.KEYS}
+        self.lines: list[str] = []
+        self.maps_tmp = os.path.join(out_dir, ".maps.tmp.npy")
+        self.maps = None
+        if maps_dtype:
+            self.maps = np.lib.format.open_memmap(
+                self.maps_tmp, mode="w+", dtype=maps_dtype, shape=(capacity, *map_shape)
+            )
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def add(self, line: str, maps: np.ndarray, **row) -> None:
+        if self.maps is not None:
+            self.maps[len(self.lines)] = maps
+        self.lines.append(line)
+        for key in self.KEYS:
+            self.rows[key].append(row[key])
+
+    def write(self, out_dir: str, class_names: list[str]) -> dict[str, str | None]:
+        jsonl = os.path.join(out_dir, "predictions.jsonl")
+        atomic_write(jsonl, "".join(line + "\n" for line in self.lines))
+        if not self.lines:
+            return {"jsonl": jsonl, "npz": None}
+        arrays = {
+            key: np.stack(v) if key != "paths" else np.asarray(v) for key, v in self.rows.items()
+        }
+        arrays["class_names"] = np.asarray(class_names)
+        if self.maps is not None:
+            arrays["maps"] = self.maps[: len(self.lines)]
+        npz = os.path.join(out_dir, "cams.npz")
+        tmp = os.path.join(out_dir, ".cams.tmp.npz")
+        np.savez(tmp, **arrays)  # streams the memory-mapped maps in chunks
+        os.replace(tmp, npz)
+        return {"jsonl": jsonl, "npz": npz}
+
+    def close(self) -> None:
+        self.maps = None
+        if os.path.exists(self.maps_tmp):
+            os.unlink(self.maps_tmp)
+
+
 def extract_folder(
     loaded: Loaded,
     inputs: Sequence[str],
@@ -59,7 +122,8 @@ def extract_folder(
     ``npz``, ``jsonl`` and the ``overlays`` folder. ``cams.npz`` holds ``paths [N]``,
     ``orig_size [N, 2]`` (height, width), ``class_ids``/``probs [N, k]``, ``boxes [N, k, 4]``
     (model-input pixels), ``boxes_original [N, k, 4]`` (original pixels, see
-    :mod:`camjax.evaluation.geometry`) and ``maps [N, k, S, S]`` in [0, 1].
+    :mod:`camjax.evaluation.geometry`), ``class_names [C]`` and ``maps [N, k, S, S]`` in
+    [0, 1] (unless ``maps_dtype`` is None).
     """
     from tqdm import tqdm
 
@@ -72,25 +136,15 @@ def extract_folder(
     files = list_images(list(inputs))
     if not files:
         raise FileNotFoundError(f"no image files in {list(inputs)}")
-    k = min(int(top_k), len(loaded.class_names))
-    s = loaded.image_size
+    k, s, names = min(int(top_k), len(loaded.class_names)), loaded.image_size, loaded.class_names
     os.makedirs(out_dir, exist_ok=True)
     overlay_dir = os.path.join(out_dir, "overlays")
     if overlays:
         os.makedirs(overlay_dir, exist_ok=True)
-    maps_tmp = os.path.join(out_dir, ".maps.tmp.npy")
-    maps_mm = None
-    if maps_dtype:
-        maps_mm = np.lib.format.open_memmap(
-            maps_tmp, mode="w+", dtype=maps_dtype, shape=(len(files), k, s, s)
-        )
-    rows: dict[str, list] = {key: [] for key in ("paths", "orig_size", "class_ids", "probs")}
-    rows.update(boxes=[], boxes_original=[])
-    lines: list[str] = []
-    n = 0
     batches = data.folder_iterator(
         files, image_size=s, normalization=loaded.normalization, batch_size=batch_size
     )
+    outputs = _Outputs(out_dir, len(files), (k, s, s), maps_dtype)
     bar = tqdm(total=len(files), unit="img", disable=not progress, desc="extract")
     try:
         for batch in batches:
@@ -98,91 +152,39 @@ def extract_folder(
             if not valid.any():
                 continue
             out = extract(
-                loaded.model,
-                loaded.variables,
-                batch["image"],
-                k,
-                method=method,
+                loaded.model, loaded.variables, batch["image"], k, method=method,
                 threshold=threshold,
-            )
+            )  # fmt: skip
             out = {key: np.asarray(v)[valid] for key, v in out.items()}
-            paths = [
-                str(p.decode() if isinstance(p, bytes) else p)
-                for p in np.asarray(batch["path"])[valid]
-            ]
+            paths = [str(p) for p in np.asarray(batch["path"])[valid]]
             sizes = np.asarray(batch["orig_size"])[valid].astype(np.int32)
             for i, path in enumerate(paths):
+                ids, probs = out["class_ids"][i], out["probs"][i].astype(np.float32)
                 box_orig = rescale_boxes(out["boxes"][i], (s, s), sizes[i])
-                ids = out["class_ids"][i]
-                lines.append(
-                    json.dumps(
-                        {
-                            "path": path,
-                            "height": int(sizes[i][0]),
-                            "width": int(sizes[i][1]),
-                            "top_k": [
-                                {
-                                    "rank": j + 1,
-                                    "class_id": int(ids[j]),
-                                    "class_name": loaded.class_names[int(ids[j])],
-                                    "prob": round(float(out["probs"][i][j]), 6),
-                                    "box": [int(v) for v in box_orig[j]],
-                                }
-                                for j in range(k)
-                            ],
-                        }
-                    )
-                )
-                rows["paths"].append(path)
-                rows["orig_size"].append(sizes[i])
-                rows["class_ids"].append(ids)
-                rows["probs"].append(out["probs"][i])
-                rows["boxes"].append(out["boxes"][i])
-                rows["boxes_original"].append(box_orig)
-                if maps_mm is not None:
-                    maps_mm[n] = out["maps"][i]
                 if overlays:
                     stem = os.path.splitext(os.path.basename(path))[0]
                     _write_overlay(
-                        os.path.join(overlay_dir, f"{n:06d}_{stem}.png"),
-                        path,
-                        out["maps"][i][0],
-                        box_orig[0],
-                        f"{loaded.class_names[int(ids[0])]} ({out['probs'][i][0]:.2f})",
-                    )
-                n += 1
+                        os.path.join(overlay_dir, f"{len(outputs):06d}_{stem}.png"),
+                        path, out["maps"][i][0], box_orig[0],
+                        f"{names[int(ids[0])]} ({probs[0]:.2f})",
+                    )  # fmt: skip
+                outputs.add(
+                    _record(path, sizes[i], ids, probs, box_orig, names),
+                    out["maps"][i],
+                    paths=path, orig_size=sizes[i], class_ids=ids.astype(np.int32),
+                    probs=probs, boxes=out["boxes"][i].astype(np.int32),
+                    boxes_original=box_orig,
+                )  # fmt: skip
             bar.update(len(paths))
         bar.update(len(files) - bar.n)
+        skipped = list(batches.skipped)  # (path, reason), filled by the folder iterator
+        atomic_write(
+            os.path.join(out_dir, "skipped.txt"), "".join(f"{p}\t{why}\n" for p, why in skipped)
+        )
+        summary: dict[str, Any] = {"num_images": len(outputs), "skipped": skipped}
+        summary.update(outputs.write(out_dir, names))
     finally:
         bar.close()
-    skipped = list(batches.skipped)  # (path, reason), filled by the folder iterator
-    atomic_write(
-        os.path.join(out_dir, "skipped.txt"), "".join(f"{p}\t{why}\n" for p, why in skipped)
-    )
-    summary: dict[str, Any] = {"num_images": n, "skipped": skipped, "npz": None}
-    jsonl = os.path.join(out_dir, "predictions.jsonl")
-    atomic_write(jsonl, "".join(line + "\n" for line in lines))
-    summary["jsonl"] = jsonl
-    if n:
-        arrays = {
-            "paths": np.asarray(rows["paths"]),
-            "orig_size": np.stack(rows["orig_size"]),
-            "class_ids": np.stack(rows["class_ids"]).astype(np.int32),
-            "probs": np.stack(rows["probs"]).astype(np.float32),
-            "boxes": np.stack(rows["boxes"]).astype(np.int32),
-            "boxes_original": np.stack(rows["boxes_original"]).astype(np.int32),
-            "class_names": np.asarray(loaded.class_names),
-        }
-        if maps_mm is not None:
-            arrays["maps"] = maps_mm[:n]
-        npz = os.path.join(out_dir, "cams.npz")
-        tmp = os.path.join(out_dir, ".cams.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, npz)
-        summary["npz"] = npz
-    del maps_mm
-    if os.path.exists(maps_tmp):
-        os.unlink(maps_tmp)
-    if overlays:
-        summary["overlays"] = overlay_dir
+        outputs.close()
+    summary["overlays"] = overlay_dir if overlays else None
     return summary
