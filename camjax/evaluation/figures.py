@@ -174,7 +174,8 @@ def curve_figure(
         ax.set_title(METHOD_NAMES.get(m, m), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
-    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.14, top=0.90, wspace=0.3)
+    fig.suptitle("box accuracy vs CAM threshold (any component's box, as MaxBoxAccV2)", fontsize=9)
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.14, top=0.86, wspace=0.3)
     return _save(fig, path)
 
 
