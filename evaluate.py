@@ -8,6 +8,8 @@ Writes ``report.json``, ``report.md`` and PNGs into ``--workdir`` and prints the
 (see :mod:`camjax.evaluation`).
 """
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -27,15 +29,19 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    evaluate(
-        FLAGS.config,
-        FLAGS.workdir,
-        checkpoint=FLAGS.checkpoint,
-        split=FLAGS.split,
-        methods=tuple(FLAGS.methods),
-        batch_size=FLAGS.batch_size,
-        max_examples=FLAGS.max_examples,
-    )
+    try:
+        evaluate(
+            FLAGS.config,
+            FLAGS.workdir,
+            checkpoint=FLAGS.checkpoint,
+            split=FLAGS.split,
+            methods=tuple(FLAGS.methods),
+            batch_size=FLAGS.batch_size,
+            max_examples=FLAGS.max_examples,
+        )
+    except (FileNotFoundError, ValueError) as e:  # user errors: a message, no traceback
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
