@@ -85,9 +85,12 @@ def _split_checkpoint_path(path: str) -> tuple[str, int | None]:
 def load_trained(config: Any, workdir: str, *, checkpoint: str | None = None) -> Loaded:
     """The network of ``config`` with the weights of ``checkpoint`` (default: the latest
     checkpoint in ``workdir``). Raises ``FileNotFoundError`` when there is none."""
+    import jax
+
     from camjax import data
     from camjax.train import checkpoint as ckpt_lib
     from camjax.train import loop, optimizer
+    from camjax.train import state as state_lib
 
     directory, step = _split_checkpoint_path(checkpoint or workdir)
     if not os.path.isdir(directory):
@@ -98,7 +101,10 @@ def load_trained(config: Any, workdir: str, *, checkpoint: str | None = None) ->
     info = data.info(config.data)
     model = loop.build_model(config, info.num_classes)
     tx = optimizer.create_optimizer(config.optimizer, config.train.num_steps)
-    fresh = loop.initial_state(config, model, tx, config.data.image_size)
+    # The restore target: a fresh state of the right structure. Not loop.initial_state,
+    # which would also read config.init_from's weight file that the checkpoint replaces.
+    variables = state_lib.init_variables(model, jax.random.key(0), config.data.image_size)
+    fresh = state_lib.create_train_state(variables, tx)
     ckpt = ckpt_lib.Checkpointer(
         directory,
         ckpt_lib.fingerprint(config, info.num_classes, fresh.params),
