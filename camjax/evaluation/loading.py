@@ -33,11 +33,18 @@ class Loaded:
     def eval_batches(
         self, split: str, batch_size: int, *, max_examples: int | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
-        """The evaluation split as padded batches (``valid`` marks real examples)."""
+        """The whole evaluation split as padded batches (``valid`` marks real examples).
+
+        Every process reads the whole split (``process_count=1``): the counts here are
+        not summed across hosts, so a per-host shard would give silently partial numbers.
+        """
         from camjax import data
 
         seen = 0
-        for batch in data.eval_iterator(self.config.data, split, global_batch_size=batch_size):
+        for batch in data.eval_iterator(
+            self.config.data, split, global_batch_size=batch_size, process_index=0,
+            process_count=1,
+        ):  # fmt: skip
             if max_examples is not None:
                 valid = np.asarray(batch["valid"], bool).copy()
                 keep = np.cumsum(valid) + seen <= max_examples
