@@ -84,10 +84,11 @@ def example(seed: int, split: str, index: int, image_size: int) -> dict:
 class CamjaxShapes(tfds.core.GeneratorBasedBuilder):
     """Silhouettes of ten classes in clutter, with boxes and masks; generated locally."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",
         "1.1.0": "Background texture contrast below the object's; less sensor noise.",
+        "1.2.0": "Objects tilted at most 30 degrees and larger; smaller distractors.",
     }
     BUILDER_CONFIGS = [make_config()]
     # TFDS resolves ``code_path`` to look for a checksums file (there is none: nothing is
