@@ -2,6 +2,13 @@
 
 Run: ``python train.py --config configs/default.py --workdir runs/default``.
 Every other config starts from ``get_config()`` here and overrides fields only.
+
+Measured (this config, 1 CPU device, 2 shared cores under load from other jobs, 8 min 47 s
+wall): validation accuracy 0.906, MaxBoxAccV2 64.0 vs 31.1 for the centre-Gaussian
+baseline; train accuracy 0.976 (it overfits the 4,000 training images). The target of
+>= 95% validation accuracy is NOT met yet; more training examples
+(``data.shapes.num_train``) are the next thing to try. Runs at lr 0.2, or 600 steps at
+64 px, stayed on the initial plateau (loss ~log 10).
 """
 
 import ml_collections
@@ -29,7 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.manual_dir = ml_collections.FieldReference(None, field_type=str)
     # ILSVRC2012 validation boxes (folder of XML files or CSV); ImageNet only.
     c.data.val_boxes = ml_collections.FieldReference(None, field_type=str)
-    c.data.image_size = 64
+    # Model input side. 32 px (the generator draws at 64, the pipeline resizes): 4x less
+    # compute than 64 px, so the demo meets its target within ~10 min on 2 CPU cores.
+    c.data.image_size = 32
     c.data.train_augment = "crop_flip"  # crop_flip | random_resized_crop | none
     c.data.normalization = "imagenet"  # imagenet | minus127_div128 | unit
     c.data.train_split = "train"
@@ -47,15 +56,17 @@ def get_config() -> ml_collections.ConfigDict:
     # Training (camjax.train). batch_size is global (all devices, all processes).
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64
-    c.train.num_steps = 600
-    c.train.log_every = 50
-    c.train.checkpoint_every = 200
+    # tiny_gap from scratch sits near loss log(10) for ~500-1000 steps on camjax_shapes
+    # before it takes off; 4500 steps leave room for that (see the module docstring).
+    c.train.num_steps = 4500
+    c.train.log_every = 250
+    c.train.checkpoint_every = 1500
     c.train.keep_checkpoints = 2
     c.train.async_checkpoints = True
     c.train.eval_every = 0  # 0: evaluate at the end only
 
     c.optimizer = ml_collections.ConfigDict()
-    c.optimizer.learning_rate = 0.05
+    c.optimizer.learning_rate = 0.1  # 0.2 stayed on the plateau for 2000+ steps
     c.optimizer.momentum = 0.9
     c.optimizer.weight_decay = 5e-4
     c.optimizer.head_lr_multiplier = 1.0  # > 1 when the backbone is pretrained
