@@ -20,6 +20,7 @@ def test_loss_decreases_on_embedded_shapes():
     c = load_config(os.path.join(ROOT, "configs", "default.py"))
     c.data.image_size = 32
     c.optimizer.learning_rate = 0.1
+    c.data.shapes.num_train = 256  # small set: generated once per data dir, in seconds
     c.optimizer.schedule = "constant"
     batch = next(data.train_iterator(c.data, global_batch_size=32, seed=0))
     assert batch["image"].shape == (32, 32, 32, 3)
