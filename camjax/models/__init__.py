@@ -11,29 +11,18 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from camjax.models.alexnet import alexnet_gap, alexnet_star_gap
 from camjax.models.efficientnet import efficientnet_lite0_gap
 from camjax.models.googlenet import googlenet_gap, googlenet_gmp
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.resnet import resnet50_gap
-from camjax.models.tiny import TinyBackbone
+from camjax.models.tiny import tiny_gap
 from camjax.models.vgg import vgg16_gap
-
-
-def _tiny_gap(num_classes: int, widths=(16, 32, 64), head_features: int = 128,
-              dtype: Any = jnp.float32) -> CAMNet:
-    return CAMNet(
-        backbone=TinyBackbone(widths=tuple(widths), dtype=dtype),
-        head=CAMHead(num_classes, conv_features=(head_features,), dtype=dtype),
-        min_input_size=4,
-    )
-
 
 # name -> factory(num_classes, **kw) -> CAMNet. Other backbones register here too.
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    "tiny_gap": _tiny_gap,
+    "tiny_gap": tiny_gap,
     "alexnet_gap": alexnet_gap,
     "alexnet_star_gap": alexnet_star_gap,
     "vgg16_gap": vgg16_gap,

@@ -57,9 +57,7 @@ class CAMNet(nn.Module):
     head: CAMHead
     min_input_size: int = 1
 
-    def __call__(
-        self, images: jnp.ndarray, train: bool = False
-    ) -> tuple[jnp.ndarray, jnp.ndarray]:
+    def __call__(self, images: jnp.ndarray, train: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
                 f"images must be NHWC with 3 channels, got shape {tuple(images.shape)}"

@@ -1,8 +1,14 @@
-"""``tiny_gap``: a small VGG-style network for CPU demos and tests.
+"""``tiny_gap``: a small VGG-style CAM network for CPU demos and tests.
 
-Three conv stages (widths 16/32/64 by default), two 2x2 max-pools, so the map is a
-quarter of the input side (16x16 at 64x64 input), then the paper's CAM head with a
-narrower conv (128 units by default) so that training on 2 CPU cores takes minutes.
+Three conv stages (widths 16/32/64 by default, ``convs_per_stage`` 3x3 convs each, each
+followed by BatchNorm and ReLU) with two 2x2 max-pools between them, so the map is a
+quarter of the input side (8x8 at 32x32 input, 16x16 at 64x64), then the paper's CAM
+head with a narrower conv (128 units by default).
+
+Why two convs per stage and BatchNorm: with one plain conv per stage the receptive field
+of a map cell (26 px) is too small to see a whole silhouette of the embedded data set
+and SGD sat on the loss plateau ``log C`` for hundreds of steps; the deeper, normalised
+variant trains to >90% validation accuracy there in a few minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -13,18 +19,70 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from camjax.models.head import CAMHead, CAMNet
+
 
 class TinyBackbone(nn.Module):
+    """``len(widths)`` stages of ``convs_per_stage`` x (3x3 conv [-> BN] -> ReLU)."""
+
     widths: Sequence[int] = (16, 32, 64)
+    convs_per_stage: int = 2
+    batch_norm: bool = True
+    bn_axis_name: str | None = None
+    bn_momentum: float = 0.9
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        del train  # no batch statistics in this backbone
         x = x.astype(self.dtype)
         for i, width in enumerate(self.widths):
             if i > 0:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
-            x = nn.Conv(width, (3, 3), padding=1, dtype=self.dtype, name=f"conv{i}")(x)
-            x = nn.relu(x)
+            for j in range(self.convs_per_stage):
+                name = f"conv{i}" if j == 0 else f"conv{i}_{j}"
+                x = nn.Conv(
+                    width,
+                    (3, 3),
+                    padding=1,
+                    use_bias=not self.batch_norm,
+                    dtype=self.dtype,
+                    name=name,
+                )(x)
+                if self.batch_norm:
+                    x = nn.BatchNorm(
+                        use_running_average=not train,
+                        axis_name=self.bn_axis_name if train else None,
+                        momentum=self.bn_momentum,
+                        dtype=self.dtype,
+                        name=f"bn{name[4:]}",
+                    )(x)
+                x = nn.relu(x)
         return x
+
+
+def tiny_gap(
+    num_classes: int,
+    widths: Sequence[int] = (16, 32, 64),
+    head_features: int = 128,
+    convs_per_stage: int = 2,
+    batch_norm: bool = True,
+    bn_axis_name: str | None = None,
+    bn_momentum: float = 0.9,
+    dtype: Any = jnp.float32,
+) -> CAMNet:
+    """The ``tiny_gap`` CAM network; ``batch_norm=False, convs_per_stage=1`` is the
+    plain three-conv variant."""
+    if convs_per_stage < 1:
+        raise ValueError(f"convs_per_stage must be >= 1, got {convs_per_stage}")
+    return CAMNet(
+        backbone=TinyBackbone(
+            widths=tuple(widths),
+            convs_per_stage=convs_per_stage,
+            batch_norm=batch_norm,
+            bn_axis_name=bn_axis_name,
+            bn_momentum=bn_momentum,
+            dtype=dtype,
+        ),
+        head=CAMHead(num_classes, conv_features=(head_features,), dtype=dtype),
+        min_input_size=4,
+    )
