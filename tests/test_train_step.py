@@ -26,7 +26,16 @@ def _setup(lr=0.1):
             warmup_steps=0,
         )
     )
-    model = models.create("tiny_gap", NUM_CLASSES, widths=(4, 8), head_features=8)
+    # The plain variant (one conv per stage, no BatchNorm): per-device batch statistics
+    # would make a data-parallel step differ from the full-batch step compared against.
+    model = models.create(
+        "tiny_gap",
+        NUM_CLASSES,
+        widths=(4, 8),
+        head_features=8,
+        convs_per_stage=1,
+        batch_norm=False,
+    )
     tx = optimizer.create_optimizer(cfg, 10)
     s0 = state.create_train_state(state.init_variables(model, jax.random.key(0), SIZE), tx)
     return model, tx, s0
