@@ -20,9 +20,10 @@ import time
 
 import numpy as np
 
-CASES = {  # name: (model kwargs, image size, batch)
-    "tiny_gap": ({}, 64, 64),
-    "vgg16_gap": ({}, 224, 8),
+CASES = {  # case: (registry name, model kwargs, image size, batch)
+    "tiny_gap": ("tiny_gap", {}, 64, 64),  # the default: 2 convs per stage with BatchNorm
+    "tiny_gap_plain": ("tiny_gap", {"convs_per_stage": 1, "batch_norm": False}, 64, 64),
+    "vgg16_gap": ("vgg16_gap", {}, 224, 8),
 }
 NUM_CLASSES = 10
 
@@ -45,11 +46,11 @@ def camjax_step_time(name: str, steps: int, parallel: str = "pmap") -> float:
     from camjax import models
     from camjax.train import optimizer, state, step
 
-    kw, size, batch = CASES[name]
+    model_name, kw, size, batch = CASES[name]
     cfg = ml_collections.ConfigDict(dict(
         learning_rate=0.01, momentum=0.9, weight_decay=5e-4, head_lr_multiplier=1.0,
         schedule="constant", lr_decay_every=0, lr_decay_factor=0.1, warmup_steps=0))  # fmt: skip
-    model = models.create(name, NUM_CLASSES, **kw)
+    model = models.create(model_name, NUM_CLASSES, **kw)
     tx = optimizer.create_optimizer(cfg, 100)
     s0 = state.create_train_state(state.init_variables(model, jax.random.key(0), size), tx)
     runner = step.create_runner(parallel, step.make_train_step(model, tx))
@@ -71,17 +72,22 @@ def camjax_step_time(name: str, steps: int, parallel: str = "pmap") -> float:
 def torch_model(name: str):
     import torch.nn as tnn
 
-    def convs(cfg, in_ch=3):
+    def convs(cfg, in_ch=3, bn=False):
         layers = []
         for v in cfg:
             if v == "M":
                 layers.append(tnn.MaxPool2d(2, 2))
             else:
-                layers += [tnn.Conv2d(in_ch, v, 3, padding=1), tnn.ReLU(inplace=True)]
+                layers.append(tnn.Conv2d(in_ch, v, 3, padding=1, bias=not bn))
+                layers += [tnn.BatchNorm2d(v)] if bn else []
+                layers.append(tnn.ReLU(inplace=True))
                 in_ch = v
         return layers, in_ch
 
     if name == "tiny_gap":
+        body, ch = convs([16, 16, "M", 32, 32, "M", 64, 64], bn=True)
+        head_w = 128
+    elif name == "tiny_gap_plain":
         body, ch = convs([16, "M", 32, "M", 64])
         head_w = 128
     else:  # VGG16 to conv5_3, no pool5, as camjax's vgg16_gap
@@ -98,7 +104,7 @@ def torch_step_time(name: str, steps: int) -> float:
     import torch
 
     torch.manual_seed(0)
-    _, size, batch = CASES[name]
+    _, _, size, batch = CASES[name]
     net = torch_model(name)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.randn(batch, 3, size, size)
@@ -133,18 +139,18 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    names = ["tiny_gap"] + ([] if args.skip_vgg else ["vgg16_gap"])
+    names = ["tiny_gap", "tiny_gap_plain"] + ([] if args.skip_vgg else ["vgg16_gap"])
     print(f"CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
     print("\n| model | batch x size | camjax img/s | PyTorch img/s | camjax / PyTorch |")
     print("|---|---|---|---|---|")
     for name in names:
-        _, size, batch = CASES[name]
+        _, _, size, batch = CASES[name]
         tj = child(1, "pmap", name, args.steps)
         tt = torch_step_time(name, args.steps)
         print(f"| {name} | {batch} x {size} | {batch / tj:.1f} | {batch / tt:.1f} | "
               f"{tt / tj:.2f}x |", flush=True)  # fmt: skip
     name = "tiny_gap"
-    _, size, batch = CASES[name]
+    _, _, size, batch = CASES[name]
     print(f"\n{name}, global batch {batch} x {size}: step time by simulated device count")
     print("| devices | runner | step ms | img/s |")
     print("|---|---|---|---|")
