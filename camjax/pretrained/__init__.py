@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from camjax import models
-from camjax.pretrained.efficientnet import MappingError, map_efficientnet
+from camjax.pretrained.efficientnet import map_efficientnet
+from camjax.pretrained.mapping import MappingError
 from camjax.pretrained.reader import CheckpointError, load_state_dict
 from camjax.pretrained.torchvision import TORCHVISION_MAPPINGS
 

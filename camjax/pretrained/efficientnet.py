@@ -24,6 +24,8 @@ import numpy as np
 from flax import traverse_util
 from flax.core import unfreeze
 
+from camjax.pretrained.mapping import MappingError, raise_if_unfit
+
 CLASSIFIER = ("params", "head", "classifier")
 _LEAF_NAMES = {
     ("params", "kernel"): "weight",
@@ -32,10 +34,6 @@ _LEAF_NAMES = {
     ("batch_stats", "mean"): "running_mean",
     ("batch_stats", "var"): "running_var",
 }
-
-
-class MappingError(ValueError):
-    """A state dict that does not fit the Flax variables; the message lists every problem."""
 
 
 def torch_key(path: tuple[str, ...]) -> str:
@@ -98,17 +96,7 @@ def map_efficientnet(
             continue
         out[path] = jnp.asarray(value, dtype=leaf.dtype)
     unexpected = sorted(set(state) - used - (set() if load_classifier else fc_keys))
-    problems = [
-        f"{label} ({len(items)}): {', '.join(items)}"
-        for label, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("mis-shaped", wrong_shape),
-        )
-        if items
-    ]
-    if problems:
-        raise MappingError("EfficientNet state dict does not fit the model; " + "; ".join(problems))
+    raise_if_unfit("EfficientNet state dict", missing, unexpected, wrong_shape)
     return traverse_util.unflatten_dict(out)
 
 

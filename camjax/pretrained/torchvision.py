@@ -35,7 +35,7 @@ import numpy as np
 from flax import traverse_util
 from flax.core import unfreeze
 
-from camjax.pretrained.efficientnet import MappingError
+from camjax.pretrained.mapping import MappingError, raise_if_unfit
 
 # Flax (collection, leaf) -> torch leaf.
 _LEAF_NAMES = {
@@ -106,19 +106,7 @@ def map_torchvision(
             continue
         out[path] = jnp.asarray(value, dtype=leaf.dtype)
     unexpected = sorted(set(state) - used)
-    problems = [
-        f"{label} ({len(items)}): {', '.join(items)}"
-        for label, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("mis-shaped", wrong_shape),
-        )
-        if items
-    ]
-    if problems:
-        raise MappingError(
-            f"torchvision {layout} state dict does not fit the model; " + "; ".join(problems)
-        )
+    raise_if_unfit(f"torchvision {layout} state dict", missing, unexpected, wrong_shape)
     return traverse_util.unflatten_dict(out)
 
 
