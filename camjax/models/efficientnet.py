@@ -27,6 +27,9 @@ import jax
 import jax.numpy as jnp
 
 from camjax.models.head import CAMHead, CAMNet
+from camjax.models.layers import batch_norm
+
+BN_EPSILON = 1e-3  # the TF EfficientNet-Lite reference
 
 
 class Stage(NamedTuple):
@@ -51,17 +54,6 @@ LITE0_STAGES: tuple[Stage, ...] = (
 )
 
 
-def _bn(name: str, train: bool, axis_name: str | None, momentum: float, dtype: Any):
-    return nn.BatchNorm(
-        use_running_average=not train,
-        momentum=momentum,
-        epsilon=1e-3,
-        axis_name=axis_name,
-        dtype=dtype,
-        name=name,
-    )
-
-
 class MBConv(nn.Module):
     """Mobile inverted bottleneck without squeeze-excitation (Sandler et al. 2018).
 
@@ -81,7 +73,9 @@ class MBConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        bn = lambda name: _bn(name, train, self.bn_axis_name, self.bn_momentum, self.dtype)
+        bn = lambda name: batch_norm(
+            name, train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype
+        )
         inputs = x
         hidden = self.in_features * self.stage.expand_ratio
         k = self.stage.kernel_size
@@ -134,7 +128,9 @@ class EfficientNetLiteBackbone(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        bn = lambda name: _bn(name, train, self.bn_axis_name, self.bn_momentum, self.dtype)
+        bn = lambda name: batch_norm(
+            name, train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype
+        )
         x = x.astype(self.dtype)
         x = nn.Conv(
             self.stem_features,

@@ -21,6 +21,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from camjax.models.head import CAMHead, CAMNet
+from camjax.models.layers import batch_norm
+
+BN_EPSILON = 1e-5  # torchvision
 
 # (stage name, bottleneck width, blocks, stride of the first block); output = 4 * width.
 RESNET50_STAGES: tuple[tuple[str, int, int, int], ...] = (
@@ -35,17 +38,6 @@ RESNET50_STAGES: tuple[tuple[str, int, int, int], ...] = (
 RESNET50_MIN_INPUT = 1
 
 
-def _bn(name: str, train: bool, axis_name: str | None, momentum: float, dtype: Any) -> nn.BatchNorm:
-    return nn.BatchNorm(
-        use_running_average=not train,
-        momentum=momentum,
-        epsilon=1e-5,
-        axis_name=axis_name,
-        dtype=dtype,
-        name=name,
-    )
-
-
 class Bottleneck(nn.Module):
     """1x1 -> 3x3 (stride) -> 1x1 (x4), each with BN; ReLU(residual + shortcut)."""
 
@@ -58,20 +50,24 @@ class Bottleneck(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         bn = dict(
-            train=train, axis_name=self.bn_axis_name, momentum=self.bn_momentum, dtype=self.dtype
+            train=train,
+            axis_name=self.bn_axis_name,
+            momentum=self.bn_momentum,
+            epsilon=BN_EPSILON,
+            dtype=self.dtype,
         )
         conv = dict(use_bias=False, dtype=self.dtype)
         s = (self.stride, self.stride)
         out_features = 4 * self.width
         y = nn.Conv(self.width, (1, 1), name="conv1", **conv)(x)
-        y = nn.relu(_bn("bn1", **bn)(y))
+        y = nn.relu(batch_norm("bn1", **bn)(y))
         y = nn.Conv(self.width, (3, 3), strides=s, padding=1, name="conv2", **conv)(y)
-        y = nn.relu(_bn("bn2", **bn)(y))
+        y = nn.relu(batch_norm("bn2", **bn)(y))
         y = nn.Conv(out_features, (1, 1), name="conv3", **conv)(y)
-        y = _bn("bn3", **bn)(y)
+        y = batch_norm("bn3", **bn)(y)
         if self.stride != 1 or x.shape[-1] != out_features:
             x = nn.Conv(out_features, (1, 1), strides=s, name="downsample_0", **conv)(x)
-            x = _bn("downsample_1", **bn)(x)
+            x = batch_norm("downsample_1", **bn)(x)
         return nn.relu(y + x)
 
 
@@ -88,7 +84,7 @@ class ResNet50Backbone(nn.Module):
         x = nn.Conv(
             64, (7, 7), strides=(2, 2), padding=3, use_bias=False, dtype=self.dtype, name="conv1"
         )(x)
-        x = _bn("bn1", train, self.bn_axis_name, self.bn_momentum, self.dtype)(x)
+        x = batch_norm("bn1", train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype)(x)
         x = nn.relu(x)
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for stage, width, blocks, stride in RESNET50_STAGES:

@@ -1,0 +1,22 @@
+"""Layers the backbones share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+
+
+def batch_norm(
+    name: str, train: bool, axis_name: str | None, momentum: float, epsilon: float, dtype: Any
+) -> nn.BatchNorm:
+    """BatchNorm with running statistics in eval mode; ``axis_name`` (the pmap/shard_map
+    axis) synchronises training statistics across devices, ``None`` keeps them per device."""
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=momentum,
+        epsilon=epsilon,
+        axis_name=axis_name,
+        dtype=dtype,
+        name=name,
+    )
