@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from camjax.models.head import CAMHead, CAMNet
+from camjax.models.pooling import max_pool
 
 # (torchvision ``features`` index, out channels, kernel, stride, padding); a 3x3/2 max-pool
 # (floor mode) follows conv1 and conv2.
@@ -59,7 +60,7 @@ class AlexNetBackbone(nn.Module):
             )(x)
             x = nn.relu(x)
             if index in _POOL_AFTER:
-                x = nn.max_pool(x, (3, 3), strides=(2, 2))
+                x = max_pool(x, (3, 3), (2, 2))
         return x
 
 

@@ -27,6 +27,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from camjax.models.head import CAMHead, CAMNet
+from camjax.models.layers import batch_norm
+from camjax.models.pooling import max_pool
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,7 +66,7 @@ def max_pool_ceil(x: jnp.ndarray, window: int, stride: int) -> jnp.ndarray:
         if out < 1:
             raise ValueError(f"ceil-mode max-pool {window}x{window}/{stride} got side {n} < 2")
         pads.append((0, max(0, (out - 1) * stride + window - n)))
-    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
+    return max_pool(x, (window, window), (stride, stride), padding=pads)
 
 
 class BasicConv2d(nn.Module):
@@ -90,14 +92,7 @@ class BasicConv2d(nn.Module):
             dtype=self.dtype,
             name="conv",
         )(x)
-        x = nn.BatchNorm(
-            use_running_average=not train,
-            momentum=self.bn_momentum,
-            epsilon=1e-3,
-            axis_name=self.bn_axis_name,
-            dtype=self.dtype,
-            name="bn",
-        )(x)
+        x = batch_norm("bn", train, self.bn_axis_name, self.bn_momentum, 1e-3, self.dtype)(x)
         return nn.relu(x)
 
 
@@ -120,7 +115,7 @@ class Inception(nn.Module):
         # torchvision uses a 3x3 kernel in the "5x5" branch; its weights need that.
         b3 = BasicConv2d(c5, 3, padding=1, name="branch3_1", **kw)(b3, train)
         # 3x3/1 pad 1 ceil-mode pool keeps the size; pads count as -inf.
-        b4 = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+        b4 = max_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)))
         b4 = BasicConv2d(cp, name="branch4_1", **kw)(b4, train)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
+from camjax.models.batch_norm import BatchNorm
 
 
 def batch_norm(
     name: str, train: bool, axis_name: str | None, momentum: float, epsilon: float, dtype: Any
-) -> nn.BatchNorm:
-    """BatchNorm with running statistics in eval mode; ``axis_name`` (the pmap/shard_map
-    axis) synchronises training statistics across devices, ``None`` keeps them per device."""
-    return nn.BatchNorm(
+) -> BatchNorm:
+    """BatchNorm (:class:`camjax.models.batch_norm.BatchNorm`) with running statistics in
+    eval mode; ``axis_name`` (the pmap/shard_map axis) synchronises training statistics
+    across devices, ``None`` keeps them per device."""
+    return BatchNorm(
         use_running_average=not train,
         momentum=momentum,
         epsilon=epsilon,

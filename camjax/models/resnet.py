@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.layers import batch_norm
+from camjax.models.pooling import max_pool
 
 BN_EPSILON = 1e-5  # torchvision
 
@@ -86,7 +87,7 @@ class ResNet50Backbone(nn.Module):
         )(x)
         x = batch_norm("bn1", train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype)(x)
         x = nn.relu(x)
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         for stage, width, blocks, stride in RESNET50_STAGES:
             for i in range(blocks):
                 x = Bottleneck(

@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from camjax.models.head import CAMHead, CAMNet
+from camjax.models.layers import batch_norm
+from camjax.models.pooling import max_pool
 
 
 class TinyBackbone(nn.Module):
@@ -37,7 +39,7 @@ class TinyBackbone(nn.Module):
         x = x.astype(self.dtype)
         for i, width in enumerate(self.widths):
             if i > 0:
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = max_pool(x, (2, 2), (2, 2))
             for j in range(self.convs_per_stage):
                 name = f"conv{i}" if j == 0 else f"conv{i}_{j}"
                 x = nn.Conv(
@@ -49,12 +51,13 @@ class TinyBackbone(nn.Module):
                     name=name,
                 )(x)
                 if self.batch_norm:
-                    x = nn.BatchNorm(
-                        use_running_average=not train,
-                        axis_name=self.bn_axis_name if train else None,
-                        momentum=self.bn_momentum,
-                        dtype=self.dtype,
-                        name=f"bn{name[4:]}",
+                    x = batch_norm(
+                        f"bn{name[4:]}",
+                        train,
+                        self.bn_axis_name if train else None,
+                        self.bn_momentum,
+                        1e-5,
+                        self.dtype,
                     )(x)
                 x = nn.relu(x)
         return x

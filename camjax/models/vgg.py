@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from camjax.models.head import CAMHead, CAMNet
+from camjax.models.pooling import max_pool
 
 # torchvision's VGG16 ``features`` indices: 3x3/1/1 conv (with ReLU at index + 1) or "M"
 # for a 2x2/2 max-pool, up to conv5_3 at index 28 (pool5 at index 30 is dropped).
@@ -40,7 +41,7 @@ class VGG16Backbone(nn.Module):
         x = x.astype(self.dtype)
         for index, layer in VGG16_LAYERS:
             if layer == "M":
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = max_pool(x, (2, 2), (2, 2))
             else:
                 x = nn.Conv(layer, (3, 3), padding=1, dtype=self.dtype, name=f"features_{index}")(x)
                 x = nn.relu(x)
