@@ -92,9 +92,9 @@ def test_batch_norm_matches_flax_values_grads_and_stats():
         ref_m = nn.BatchNorm(use_running_average=not train, **kw)
         our_m = BatchNorm(use_running_average=not train, **kw)
         grad = jax.value_and_grad(_bn_loss, argnums=(1, 2), has_aux=True)
-        (l_ref, u_ref), g_ref = grad(ref_m, variables, x, w)
-        (l, u), g = grad(our_m, variables, x, w)
-        np.testing.assert_allclose(l, l_ref, rtol=1e-6)
+        (loss_ref, u_ref), g_ref = grad(ref_m, variables, x, w)
+        (loss, u), g = grad(our_m, variables, x, w)
+        np.testing.assert_allclose(loss, loss_ref, rtol=1e-6)
         for a, b in zip(jax.tree.leaves((u, g)), jax.tree.leaves((u_ref, g_ref)), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
@@ -124,9 +124,9 @@ def test_batch_norm_synchronised_under_pmap_equals_global_batch():
     w = jnp.asarray(rs.randn(2 * n, 4, 4, 3), jnp.float32)
     variables = _variables(rs, 3)
     glob = BatchNorm(use_running_average=False, momentum=0.8)
-    (_, u_glob), (g_glob, dx_glob) = jax.value_and_grad(
-        _bn_loss, argnums=(1, 2), has_aux=True
-    )(glob, variables, x, w)
+    (_, u_glob), (g_glob, dx_glob) = jax.value_and_grad(_bn_loss, argnums=(1, 2), has_aux=True)(
+        glob, variables, x, w
+    )
     sync = BatchNorm(use_running_average=False, momentum=0.8, axis_name="d")
 
     def per_device(xs, ws):
