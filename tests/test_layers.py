@@ -78,25 +78,55 @@ def _variables(rs, features):
     }
 
 
-def test_batch_norm_matches_flax_values_grads_and_stats():
+class _FlaxBNReLU(nn.Module):
+    use_running_average: bool
+    momentum: float
+    epsilon: float
+
+    @nn.compact
+    def __call__(self, x):
+        bn = nn.BatchNorm(self.use_running_average, momentum=self.momentum, epsilon=self.epsilon)
+        return nn.relu(bn(x))
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_matches_flax_values_grads_and_stats(relu):
     rs = np.random.RandomState(1)
     x = jnp.asarray(rs.randn(6, 5, 5, 4) * 3 + 2, jnp.float32)
     w = jnp.asarray(rs.randn(6, 5, 5, 4), jnp.float32)
     kw = dict(momentum=0.9, epsilon=1e-3)
-    flax_bn, ours = nn.BatchNorm(**kw), BatchNorm(**kw)
-    v_ref = flax_bn.init(jax.random.key(0), x, use_running_average=False)
-    v = ours.init(jax.random.key(0), x, use_running_average=False)
-    assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, v_ref)
+
+    def flax_module(train):
+        if relu:
+            return _FlaxBNReLU(use_running_average=not train, **kw)
+        return nn.BatchNorm(use_running_average=not train, **kw)
+
+    v_ref = flax_module(True).init(jax.random.key(0), x)
+    v = BatchNorm(use_running_average=False, relu=relu, **kw).init(jax.random.key(0), x)
+    assert jax.tree.map(jnp.shape, v) == jax.tree.map(
+        jnp.shape,
+        jax.tree.map(
+            lambda a: a,
+            {"params": _unwrap(v_ref["params"]), "batch_stats": _unwrap(v_ref["batch_stats"])},
+        ),
+    )
     variables = _variables(rs, 4)
+    wrapped = {k: {"BatchNorm_0": v} for k, v in variables.items()} if relu else variables
     for train in (True, False):
-        ref_m = nn.BatchNorm(use_running_average=not train, **kw)
-        our_m = BatchNorm(use_running_average=not train, **kw)
+        ref_m = flax_module(train)
+        our_m = BatchNorm(use_running_average=not train, relu=relu, **kw)
         grad = jax.value_and_grad(_bn_loss, argnums=(1, 2), has_aux=True)
-        (loss_ref, u_ref), g_ref = grad(ref_m, variables, x, w)
+        (loss_ref, u_ref), g_ref = grad(ref_m, wrapped, x, w)
         (loss, u), g = grad(our_m, variables, x, w)
         np.testing.assert_allclose(loss, loss_ref, rtol=1e-6)
-        for a, b in zip(jax.tree.leaves((u, g)), jax.tree.leaves((u_ref, g_ref)), strict=True):
+        ours = jax.tree.leaves((u, g))
+        ref = jax.tree.leaves((u_ref, g_ref))
+        for a, b in zip(ours, ref, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _unwrap(tree):
+    return tree.get("BatchNorm_0", tree)
 
 
 def test_batch_norm_gradient_through_returned_statistics():
@@ -108,7 +138,7 @@ def test_batch_norm_gradient_through_returned_statistics():
     scale, bias = jnp.ones(2), jnp.zeros(2)
 
     def ours(v):
-        _, mean, var = batch_norm_train(v, scale, bias, 1e-5, None, jnp.float32)
+        _, mean, var = batch_norm_train(v, scale, bias, 1e-5, None, jnp.float32, False)
         return mean.sum() + 3.0 * var.sum()
 
     def plain(v):

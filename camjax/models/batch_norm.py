@@ -38,34 +38,39 @@ def _stats(x32: jnp.ndarray, axis_name: str | None) -> tuple[jnp.ndarray, jnp.nd
     return mean, jnp.maximum(0.0, mean2 - mean * mean)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def batch_norm_train(x, scale, bias, epsilon: float, axis_name: str | None, dtype: Any):
-    """``(y, mean, var)`` of training-mode batch norm over all axes but the last."""
-    return _forward(x, scale, bias, epsilon, axis_name, dtype)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def batch_norm_train(x, scale, bias, epsilon: float, axis_name: str | None, dtype: Any, relu: bool):
+    """``(y, mean, var)`` of training-mode batch norm over all axes but the last;
+    ``relu=True`` returns ``y = max(bn(x), 0)`` (ReLU's gradient, 0 at 0, folded into
+    the same two backward passes)."""
+    return _forward(x, scale, bias, epsilon, axis_name, dtype, relu)[0]
 
 
-def _forward(x, scale, bias, epsilon, axis_name, dtype):
+def _forward(x, scale, bias, epsilon, axis_name, dtype, relu):
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean, var = _stats(x32, axis_name)
     r = lax.rsqrt(var + epsilon)
     mul = scale * r
-    y = ((x32 - mean) * mul + bias).astype(dtype)
-    return (y, mean, var), (x, scale, mean, r)
+    y = (x32 - mean) * mul + bias
+    y = jnp.maximum(y, 0.0) if relu else y
+    return (y.astype(dtype), mean, var), (x, scale, bias, mean, r)
 
 
-def _fwd(x, scale, bias, epsilon, axis_name, dtype):
-    return _forward(x, scale, bias, epsilon, axis_name, dtype)
+def _fwd(x, scale, bias, epsilon, axis_name, dtype, relu):
+    return _forward(x, scale, bias, epsilon, axis_name, dtype, relu)
 
 
-def _bwd(epsilon, axis_name, dtype, res, cts):
+def _bwd(epsilon, axis_name, dtype, relu, res, cts):
     del epsilon, dtype
-    x, scale, mean, r = res
+    x, scale, bias, mean, r = res
     dy, dmean, dvar = cts
     axes = tuple(range(x.ndim - 1))
     x32 = x.astype(mean.dtype)
     g = dy.astype(mean.dtype)
     centred = x32 - mean
     xhat = centred * r
+    if relu:
+        g = jnp.where(xhat * scale + bias > 0, g, 0.0)
     local = jnp.stack([g.sum(axes), (g * xhat).sum(axes)])
     # dmean / dvar are the cotangents of the returned statistics (zero when only the
     # running averages read them); they reach x through E[x] and E[x^2] - E[x]^2.
@@ -77,7 +82,11 @@ def _bwd(epsilon, axis_name, dtype, res, cts):
     sum_g, sum_gx, all_dmean, all_dvar = shared / count
     coef = scale * r
     dx = coef * (g - sum_g - xhat * sum_gx) + all_dmean + 2.0 * all_dvar * centred
-    return dx.astype(x.dtype), local[1].astype(scale.dtype), local[0].astype(scale.dtype)
+    return (
+        dx.astype(x.dtype),
+        local[1].astype(scale.dtype),
+        local[0].astype(scale.dtype),
+    )
 
 
 batch_norm_train.defvjp(_fwd, _bwd)
@@ -93,6 +102,7 @@ class BatchNorm(nn.Module):
     epsilon: float = 1e-5
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    relu: bool = False  # apply ReLU after the affine step, in the same fused op
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, use_running_average: bool | None = None) -> jnp.ndarray:
@@ -108,10 +118,11 @@ class BatchNorm(nn.Module):
         if use_running_average:
             r = lax.rsqrt(ra_var.value + self.epsilon)
             mul = scale * r
-            return ((x - ra_mean.value) * mul + bias).astype(dtype)
+            y = (x - ra_mean.value) * mul + bias
+            return (jnp.maximum(y, 0.0) if self.relu else y).astype(dtype)
         initializing = self.is_initializing()
         axis_name = None if initializing else self.axis_name
-        y, mean, var = batch_norm_train(x, scale, bias, self.epsilon, axis_name, dtype)
+        y, mean, var = batch_norm_train(x, scale, bias, self.epsilon, axis_name, dtype, self.relu)
         if not initializing:
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
             ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var

@@ -92,8 +92,8 @@ class BasicConv2d(nn.Module):
             dtype=self.dtype,
             name="conv",
         )(x)
-        x = batch_norm("bn", train, self.bn_axis_name, self.bn_momentum, 1e-3, self.dtype)(x)
-        return nn.relu(x)
+        bn = batch_norm("bn", train, self.bn_axis_name, self.bn_momentum, 1e-3, self.dtype, True)
+        return bn(x)  # ReLU fused into the batch norm
 
 
 class Inception(nn.Module):

@@ -61,9 +61,9 @@ class Bottleneck(nn.Module):
         s = (self.stride, self.stride)
         out_features = 4 * self.width
         y = nn.Conv(self.width, (1, 1), name="conv1", **conv)(x)
-        y = nn.relu(batch_norm("bn1", **bn)(y))
+        y = batch_norm("bn1", **bn, relu=True)(y)
         y = nn.Conv(self.width, (3, 3), strides=s, padding=1, name="conv2", **conv)(y)
-        y = nn.relu(batch_norm("bn2", **bn)(y))
+        y = batch_norm("bn2", **bn, relu=True)(y)
         y = nn.Conv(out_features, (1, 1), name="conv3", **conv)(y)
         y = batch_norm("bn3", **bn)(y)
         if self.stride != 1 or x.shape[-1] != out_features:
@@ -85,8 +85,9 @@ class ResNet50Backbone(nn.Module):
         x = nn.Conv(
             64, (7, 7), strides=(2, 2), padding=3, use_bias=False, dtype=self.dtype, name="conv1"
         )(x)
-        x = batch_norm("bn1", train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype)(x)
-        x = nn.relu(x)
+        x = batch_norm(
+            "bn1", train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype, relu=True
+        )(x)
         x = max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         for stage, width, blocks, stride in RESNET50_STAGES:
             for i in range(blocks):

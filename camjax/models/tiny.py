@@ -50,7 +50,7 @@ class TinyBackbone(nn.Module):
                     dtype=self.dtype,
                     name=name,
                 )(x)
-                if self.batch_norm:
+                if self.batch_norm:  # BN with the ReLU fused in
                     x = batch_norm(
                         f"bn{name[4:]}",
                         train,
@@ -58,8 +58,10 @@ class TinyBackbone(nn.Module):
                         self.bn_momentum,
                         1e-5,
                         self.dtype,
+                        relu=True,
                     )(x)
-                x = nn.relu(x)
+                else:
+                    x = nn.relu(x)
         return x
 
 
