@@ -1,5 +1,6 @@
 """camjax's own layers against the Flax and XLA ones they replace: the max-pool with a
-first-maximum backward, the batch norm with a closed-form backward, and the XLA:CPU flag."""
+first-maximum backward, the batch norm with a closed-form backward, the convolution with
+a fenced weight gradient, and the XLA:CPU flag."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
 from camjax import xla_cpu
 from camjax.models.batch_norm import BatchNorm
+from camjax.models.convolution import conv_general_dilated
 from camjax.models.pooling import max_pool
 
 POOLS = [  # shape, window, strides, padding (every pool the backbones use)
@@ -189,3 +192,46 @@ def test_xla_cpu_flag_rules():
     assert not xla_cpu.apply(opted_out) and "XLA_FLAGS" not in opted_out
     empty: dict[str, str] = {}
     assert xla_cpu.apply(empty) and empty["XLA_FLAGS"] == xla_cpu.CONV_FLAG
+
+
+NHWC = lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # as Flax builds it
+
+
+@pytest.mark.parametrize(
+    "strides,padding,groups",
+    [
+        ((1, 1), ((1, 1), (1, 1)), 1),
+        ((1, 1), ((2, 0), (0, 1)), 1),
+        ((1, 1), "SAME", 1),
+        ((1, 1), "VALID", 1),
+        ((2, 2), ((1, 1), (1, 1)), 1),  # strided: the ordinary path
+        ((1, 1), ((1, 1), (1, 1)), 2),  # grouped: the ordinary path
+    ],
+)
+def test_conv_values_and_gradients_equal_lax(strides, padding, groups):
+    rs = np.random.RandomState(4)
+    x = jnp.asarray(rs.randn(3, 9, 8, 4), jnp.float32)
+    w = jnp.asarray(rs.randn(3, 3, 4 // groups, 6), jnp.float32)
+
+    def run(fn):
+        return lambda a, b: fn(
+            a, b, strides, padding, dimension_numbers=NHWC, feature_group_count=groups
+        )
+
+    y_ref, vjp_ref = jax.vjp(run(lax.conv_general_dilated), x, w)
+    y, vjp = jax.vjp(run(conv_general_dilated), x, w)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
+    g = jnp.asarray(rs.randn(*y_ref.shape), jnp.float32)
+    for a, b in zip(vjp(g), vjp_ref(g), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_weight_gradient_by_hand_and_under_jit_vmap():
+    """1x1 input channel, 1x1 kernel: dL/dw = sum(x * g), a number worked by hand."""
+    x = jnp.arange(1.0, 5.0).reshape(1, 2, 2, 1)  # 1 2 / 3 4
+    w = jnp.ones((1, 1, 1, 1))
+    loss = lambda w, x: conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=NHWC).sum()
+    assert float(jax.grad(loss)(w, x).reshape(())) == 10.0
+    xs = jnp.stack([x, 2 * x])
+    per_example = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(w, xs)
+    np.testing.assert_array_equal(per_example.reshape(2), [10.0, 20.0])

@@ -21,6 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.pooling import max_pool
 
@@ -56,6 +57,7 @@ class AlexNetBackbone(nn.Module):
                 strides=(stride, stride),
                 padding=pad,
                 dtype=self.dtype,
+                conv_general_dilated=conv_general_dilated,
                 name=f"features_{index}",
             )(x)
             x = nn.relu(x)

@@ -26,6 +26,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.layers import batch_norm
 from camjax.models.pooling import max_pool
@@ -90,6 +91,7 @@ class BasicConv2d(nn.Module):
             padding=self.padding,
             use_bias=False,
             dtype=self.dtype,
+            conv_general_dilated=conv_general_dilated,
             name="conv",
         )(x)
         bn = batch_norm("bn", train, self.bn_axis_name, self.bn_momentum, 1e-3, self.dtype, True)

@@ -14,6 +14,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from camjax.models.convolution import conv_general_dilated
+
 POOLS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     "avg": lambda f: jnp.mean(f, axis=(1, 2)),
     "max": lambda f: jnp.max(f, axis=(1, 2)),
@@ -38,7 +40,14 @@ class CAMHead(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         for i, width in enumerate(self.conv_features):
-            x = nn.Conv(width, (3, 3), padding=1, dtype=self.dtype, name=f"cam_conv{i}")(x)
+            x = nn.Conv(
+                width,
+                (3, 3),
+                padding=1,
+                dtype=self.dtype,
+                conv_general_dilated=conv_general_dilated,
+                name=f"cam_conv{i}",
+            )(x)
             x = nn.relu(x)
         pooled = POOLS[self.pool](x)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(pooled)

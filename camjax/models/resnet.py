@@ -20,6 +20,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.layers import batch_norm
 from camjax.models.pooling import max_pool
@@ -57,7 +58,7 @@ class Bottleneck(nn.Module):
             epsilon=BN_EPSILON,
             dtype=self.dtype,
         )
-        conv = dict(use_bias=False, dtype=self.dtype)
+        conv = dict(use_bias=False, dtype=self.dtype, conv_general_dilated=conv_general_dilated)
         s = (self.stride, self.stride)
         out_features = 4 * self.width
         y = nn.Conv(self.width, (1, 1), name="conv1", **conv)(x)

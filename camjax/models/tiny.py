@@ -19,6 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.layers import batch_norm
 from camjax.models.pooling import max_pool
@@ -48,6 +49,7 @@ class TinyBackbone(nn.Module):
                     padding=1,
                     use_bias=not self.batch_norm,
                     dtype=self.dtype,
+                    conv_general_dilated=conv_general_dilated,
                     name=name,
                 )(x)
                 if self.batch_norm:  # BN with the ReLU fused in

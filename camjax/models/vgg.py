@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.pooling import max_pool
 
@@ -43,7 +44,14 @@ class VGG16Backbone(nn.Module):
             if layer == "M":
                 x = max_pool(x, (2, 2), (2, 2))
             else:
-                x = nn.Conv(layer, (3, 3), padding=1, dtype=self.dtype, name=f"features_{index}")(x)
+                x = nn.Conv(
+                    layer,
+                    (3, 3),
+                    padding=1,
+                    dtype=self.dtype,
+                    conv_general_dilated=conv_general_dilated,
+                    name=f"features_{index}",
+                )(x)
                 x = nn.relu(x)
         return x
 
