@@ -147,7 +147,7 @@ def main() -> None:
         _, _, size, batch = CASES[name]
         tj = child(1, "pmap", name, args.steps)
         tt = torch_step_time(name, args.steps)
-        print(f"| {name} | {batch} x {size} | {batch / tj:.1f} | {batch / tt:.1f} | "
+        print(f"| {name} | {batch} x {size} | {batch / tj:.2f} | {batch / tt:.2f} | "
               f"{tt / tj:.2f}x |", flush=True)  # fmt: skip
     name = "tiny_gap"
     _, _, size, batch = CASES[name]
