@@ -77,6 +77,12 @@ class Checkpointer:
         self.manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")
         )
+        # Orbax removes the leftovers of an interrupted save in a background thread.
+        # Waiting here makes start-up deterministic: that thread can no longer race with
+        # the caller's own file-system work (it did with TFDS's mocked file system).
+        await_cleanup = getattr(self.manager, "_maybe_await_cleanup_tmp_directory", None)
+        if await_cleanup is not None:  # private in orbax 0.12; absent elsewhere
+            await_cleanup()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
