@@ -21,8 +21,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
+from camjax.models.layers import conv
 from camjax.models.pooling import max_pool
 
 # (torchvision ``features`` index, out channels, kernel, stride, padding); a 3x3/2 max-pool
@@ -51,15 +51,8 @@ class AlexNetBackbone(nn.Module):
         del train  # no batch statistics in AlexNet
         x = x.astype(self.dtype)
         for index, width, k, stride, pad in ALEXNET_CONVS:
-            x = nn.Conv(
-                width,
-                (k, k),
-                strides=(stride, stride),
-                padding=pad,
-                dtype=self.dtype,
-                conv_general_dilated=conv_general_dilated,
-                name=f"features_{index}",
-            )(x)
+            strides = (stride, stride)
+            x = conv(width, k, f"features_{index}", self.dtype, strides=strides, padding=pad)(x)
             x = nn.relu(x)
             if index in _POOL_AFTER:
                 x = max_pool(x, (3, 3), (2, 2))

@@ -26,9 +26,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
-from camjax.models.layers import batch_norm
+from camjax.models.layers import batch_norm, conv
 from camjax.models.pooling import max_pool
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -84,15 +83,14 @@ class BasicConv2d(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         k, s = self.kernel, self.stride
-        x = nn.Conv(
+        x = conv(
             self.features,
-            (k, k),
+            k,
+            "conv",
+            self.dtype,
             strides=(s, s),
             padding=self.padding,
             use_bias=False,
-            dtype=self.dtype,
-            conv_general_dilated=conv_general_dilated,
-            name="conv",
         )(x)
         bn = batch_norm("bn", train, self.bn_axis_name, self.bn_momentum, 1e-3, self.dtype, True)
         return bn(x)  # ReLU fused into the batch norm

@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.convolution import conv_general_dilated
+from camjax.models.layers import conv
 
 POOLS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     "avg": lambda f: jnp.mean(f, axis=(1, 2)),
@@ -40,14 +40,7 @@ class CAMHead(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         for i, width in enumerate(self.conv_features):
-            x = nn.Conv(
-                width,
-                (3, 3),
-                padding=1,
-                dtype=self.dtype,
-                conv_general_dilated=conv_general_dilated,
-                name=f"cam_conv{i}",
-            )(x)
+            x = conv(width, 3, f"cam_conv{i}", self.dtype, padding=1)(x)
             x = nn.relu(x)
         pooled = POOLS[self.pool](x)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(pooled)

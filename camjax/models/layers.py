@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
+
 from camjax.models.batch_norm import BatchNorm
+from camjax.models.convolution import conv_general_dilated
 
 
 def batch_norm(
@@ -27,4 +30,18 @@ def batch_norm(
         dtype=dtype,
         relu=relu,
         name=name,
+    )
+
+
+def conv(features: int, kernel: int, name: str, dtype: Any, **kwargs: Any) -> nn.Conv:
+    """``nn.Conv`` with a square ``kernel`` on :func:`camjax.models.convolution.
+    conv_general_dilated` (same values, a faster weight gradient on CPU); ``kwargs`` are
+    ``nn.Conv``'s (strides, padding, use_bias, ...)."""
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        dtype=dtype,
+        conv_general_dilated=conv_general_dilated,
+        name=name,
+        **kwargs,
     )

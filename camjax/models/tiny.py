@@ -19,9 +19,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
-from camjax.models.layers import batch_norm
+from camjax.models.layers import batch_norm, conv
 from camjax.models.pooling import max_pool
 
 
@@ -43,15 +42,7 @@ class TinyBackbone(nn.Module):
                 x = max_pool(x, (2, 2), (2, 2))
             for j in range(self.convs_per_stage):
                 name = f"conv{i}" if j == 0 else f"conv{i}_{j}"
-                x = nn.Conv(
-                    width,
-                    (3, 3),
-                    padding=1,
-                    use_bias=not self.batch_norm,
-                    dtype=self.dtype,
-                    conv_general_dilated=conv_general_dilated,
-                    name=name,
-                )(x)
+                x = conv(width, 3, name, self.dtype, padding=1, use_bias=not self.batch_norm)(x)
                 if self.batch_norm:  # BN with the ReLU fused in
                     x = batch_norm(
                         f"bn{name[4:]}",

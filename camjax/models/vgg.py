@@ -13,8 +13,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
+from camjax.models.layers import conv
 from camjax.models.pooling import max_pool
 
 # torchvision's VGG16 ``features`` indices: 3x3/1/1 conv (with ReLU at index + 1) or "M"
@@ -44,14 +44,7 @@ class VGG16Backbone(nn.Module):
             if layer == "M":
                 x = max_pool(x, (2, 2), (2, 2))
             else:
-                x = nn.Conv(
-                    layer,
-                    (3, 3),
-                    padding=1,
-                    dtype=self.dtype,
-                    conv_general_dilated=conv_general_dilated,
-                    name=f"features_{index}",
-                )(x)
+                x = conv(layer, 3, f"features_{index}", self.dtype, padding=1)(x)
                 x = nn.relu(x)
         return x
 
