@@ -48,7 +48,7 @@ def apply(environ: MutableMapping[str, str] | None = None) -> bool:
             return False
         warnings.warn(
             "camjax was imported after JAX started its backends, so CPU convolution "
-            f"gradients stay on YNNPACK (2-3x slower training on CPU); import camjax "
+            "gradients stay on YNNPACK (2-3x slower training on CPU); import camjax "
             f"first or set XLA_FLAGS={CONV_FLAG}",
             stacklevel=3,
         )

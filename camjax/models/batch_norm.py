@@ -46,18 +46,19 @@ def batch_norm_train(x, scale, bias, epsilon: float, axis_name: str | None, dtyp
     return _forward(x, scale, bias, epsilon, axis_name, dtype, relu)[0]
 
 
+def _normalize(x, mean, var, scale, bias, epsilon, relu):
+    """``(y, r)``: ``y = (x - mean) * scale * r + bias`` (then ReLU if asked), with
+    ``r = 1 / sqrt(var + epsilon)``; shared by training and eval mode."""
+    r = lax.rsqrt(var + epsilon)
+    y = (x - mean) * (scale * r) + bias
+    return (jnp.maximum(y, 0.0) if relu else y), r
+
+
 def _forward(x, scale, bias, epsilon, axis_name, dtype, relu):
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean, var = _stats(x32, axis_name)
-    r = lax.rsqrt(var + epsilon)
-    mul = scale * r
-    y = (x32 - mean) * mul + bias
-    y = jnp.maximum(y, 0.0) if relu else y
+    y, r = _normalize(x32, mean, var, scale, bias, epsilon, relu)
     return (y.astype(dtype), mean, var), (x, scale, bias, mean, r)
-
-
-def _fwd(x, scale, bias, epsilon, axis_name, dtype, relu):
-    return _forward(x, scale, bias, epsilon, axis_name, dtype, relu)
 
 
 def _bwd(epsilon, axis_name, dtype, relu, res, cts):
@@ -89,7 +90,7 @@ def _bwd(epsilon, axis_name, dtype, relu, res, cts):
     )
 
 
-batch_norm_train.defvjp(_fwd, _bwd)
+batch_norm_train.defvjp(_forward, _bwd)
 
 
 class BatchNorm(nn.Module):
@@ -116,10 +117,8 @@ class BatchNorm(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, features, self.param_dtype)
         dtype = self.dtype or jnp.result_type(x, self.param_dtype)
         if use_running_average:
-            r = lax.rsqrt(ra_var.value + self.epsilon)
-            mul = scale * r
-            y = (x - ra_mean.value) * mul + bias
-            return (jnp.maximum(y, 0.0) if self.relu else y).astype(dtype)
+            y, _ = _normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon, self.relu)
+            return y.astype(dtype)
         initializing = self.is_initializing()
         axis_name = None if initializing else self.axis_name
         y, mean, var = batch_norm_train(x, scale, bias, self.epsilon, axis_name, dtype, self.relu)

@@ -58,7 +58,6 @@ def _offset_slices(xp, window, strides, oh, ow):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _max_pool(x, window, strides, pads):
-    hp, wp, oh, ow = _geometry(x.shape, window, strides, pads)
     neg = jnp.array(-jnp.inf, x.dtype)
     return lax.reduce_window(
         _padded(x, pads), neg, lax.max, (1, *window, 1), (1, *strides, 1), "VALID"

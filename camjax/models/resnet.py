@@ -20,9 +20,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.convolution import conv_general_dilated
 from camjax.models.head import CAMHead, CAMNet
-from camjax.models.layers import batch_norm
+from camjax.models.layers import batch_norm, conv
 from camjax.models.pooling import max_pool
 
 BN_EPSILON = 1e-5  # torchvision
@@ -58,17 +57,17 @@ class Bottleneck(nn.Module):
             epsilon=BN_EPSILON,
             dtype=self.dtype,
         )
-        conv = dict(use_bias=False, dtype=self.dtype, conv_general_dilated=conv_general_dilated)
+        dt = self.dtype
         s = (self.stride, self.stride)
         out_features = 4 * self.width
-        y = nn.Conv(self.width, (1, 1), name="conv1", **conv)(x)
+        y = conv(self.width, 1, "conv1", dt, use_bias=False)(x)
         y = batch_norm("bn1", **bn, relu=True)(y)
-        y = nn.Conv(self.width, (3, 3), strides=s, padding=1, name="conv2", **conv)(y)
+        y = conv(self.width, 3, "conv2", dt, strides=s, padding=1, use_bias=False)(y)
         y = batch_norm("bn2", **bn, relu=True)(y)
-        y = nn.Conv(out_features, (1, 1), name="conv3", **conv)(y)
+        y = conv(out_features, 1, "conv3", dt, use_bias=False)(y)
         y = batch_norm("bn3", **bn)(y)
         if self.stride != 1 or x.shape[-1] != out_features:
-            x = nn.Conv(out_features, (1, 1), strides=s, name="downsample_0", **conv)(x)
+            x = conv(out_features, 1, "downsample_0", dt, strides=s, use_bias=False)(x)
             x = batch_norm("downsample_1", **bn)(x)
         return nn.relu(y + x)
 
@@ -83,9 +82,7 @@ class ResNet50Backbone(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = x.astype(self.dtype)
-        x = nn.Conv(
-            64, (7, 7), strides=(2, 2), padding=3, use_bias=False, dtype=self.dtype, name="conv1"
-        )(x)
+        x = conv(64, 7, "conv1", self.dtype, strides=(2, 2), padding=3, use_bias=False)(x)
         x = batch_norm(
             "bn1", train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype, relu=True
         )(x)

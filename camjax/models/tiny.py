@@ -47,7 +47,7 @@ class TinyBackbone(nn.Module):
                     x = batch_norm(
                         f"bn{name[4:]}",
                         train,
-                        self.bn_axis_name if train else None,
+                        self.bn_axis_name,  # unused in eval mode
                         self.bn_momentum,
                         1e-5,
                         self.dtype,
