@@ -1,29 +1,39 @@
-"""``lax.conv_general_dilated`` with a weight gradient that XLA:CPU runs faster.
+"""``lax.conv_general_dilated`` with faster stride-1 convolutions on CPU.
 
-Values and gradients are those of ``lax.conv_general_dilated``. What changes is how the
-weight gradient of a stride-1, ungrouped NHWC/HWIO convolution is built. XLA computes
-it as a convolution over transposed copies of the input ``(C, H, W, N)`` and of the
-output gradient ``(H, W, N, O)``. Left alone, XLA fuses the producers of those tensors
-(bias + ReLU, batch norm) into the transposes and recomputes them there with a
-cache-hostile access pattern: for VGG16's first layer at batch 8 that fused transpose
-took 180 ms of a 2.8 s training step on 2 cores, against ~31 ms for a plain transpose of
-the same 103 MB. Here the two transposes sit inside a ``lax.cond`` (both branches are the
-same transpose, the predicate is only known at run time), which XLA cannot fuse across,
-so they stay plain copies of the already materialised tensors.
+Values and gradients are those of ``lax.conv_general_dilated``. What changes is how a
+stride-1, ungrouped NHWC/HWIO float32 convolution runs on the CPU:
 
-Pass it to Flax as ``nn.Conv(..., conv_general_dilated=conv_general_dilated)``; other
-convolutions (strided, grouped, dilated, other layouts) take the ordinary path.
+* With the native kernels (:mod:`camjax.native`: AVX-512, built on first use), the
+  forward pass, the input gradient (the forward kernel on the output gradient with the
+  kernel flipped and transposed) and the weight gradient are direct convolutions
+  called through the XLA FFI. XLA:CPU builds the weight gradient as a convolution whose
+  "kernel" is the whole image, which ran 2-3x slower than PyTorch's oneDNN and needed
+  transposed copies of both operands.
+* Without them (other CPUs, no compiler, ``CAMJAX_NATIVE=0``) the weight gradient is
+  XLA's, but its two transposes sit inside a ``lax.cond`` (both branches the same
+  transpose, the predicate only known at run time) that XLA cannot fuse across.
+  Otherwise XLA fuses the producers of those tensors (bias + ReLU, batch norm) into the
+  transposes and recomputes them with a cache-hostile access pattern: for VGG16's first
+  layer at batch 8 that took 180 ms of a 2.8 s training step on 2 cores, against ~31 ms
+  for a plain transpose of the same 103 MB.
+
+On other platforms (GPU, TPU) ``lax.platform_dependent`` picks XLA's convolutions.
+Other convolutions (strided, grouped, dilated, other layouts or dtypes) take the
+ordinary path. Pass it to Flax as ``nn.Conv(..., conv_general_dilated=...)``.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+
+from camjax import native
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -32,31 +42,127 @@ def _plain(x, w, padding):
     return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC)
 
 
+def _ffi(target: str, a: jax.Array, b: jax.Array, shape, pad_top: int, pad_left: int):
+    if native.kernels() is None:  # also registers the targets on first use
+        raise RuntimeError("camjax's native CPU kernels are not available here")
+    # Under shard_map an FFI call needs operands that vary over the same mesh axes
+    # (the replicated kernel is cast to the activation's), and its result varies too.
+    varying = jax.typeof(a).manual_axis_type.varying | jax.typeof(b).manual_axis_type.varying
+    a, b = (
+        lax.pcast(v, tuple(varying - jax.typeof(v).manual_axis_type.varying), to="varying")
+        for v in (a, b)
+    )
+    out = jax.typeof(a).update(shape=tuple(shape), dtype=a.dtype)
+    call = jax.ffi.ffi_call(target, out, vmap_method="sequential")
+    return call(a, b, pad_top=np.int64(pad_top), pad_left=np.int64(pad_left))
+
+
+def _native_forward(x, w, pad_top: int, pad_left: int, out_hw: tuple[int, int]):
+    shape = (x.shape[0], *out_hw, w.shape[3])
+    return _ffi("camjax_conv_fwd", x, w, shape, pad_top, pad_left)
+
+
+def _native_weight_grad(x, g, w_shape, pad_top: int, pad_left: int):
+    return _ffi("camjax_conv_dw", x, g, w_shape, pad_top, pad_left)
+
+
+class Plan(NamedTuple):
+    """Which of the three convolutions run on the native kernels (on CPU)."""
+
+    forward: bool
+    input_grad: bool
+    weight_grad: bool
+
+
+# Measured on a 2-core AVX-512 Xeon (bench/conv_kernels.py): the native kernels win
+# while the kernel tensor (C x O per tap) stays small enough to live in the core's cache;
+# for wide layers XLA's GEMM-based convolutions are as fast or faster.
+_FORWARD_MAX_CO = 64 * 64
+_INPUT_GRAD_MAX_CO = 64 * 128
+_WEIGHT_GRAD_MAX_CO = 256 * 256
+
+
+def plan(c: int, o: int, dtype: Any) -> Plan:
+    """The native/XLA choice for a stride-1 convolution with ``c`` input and ``o``
+    output channels (all XLA when the kernels are unavailable or ``dtype`` isn't f32)."""
+    if dtype != jnp.float32 or native.kernels() is None:
+        return Plan(False, False, False)
+    co = c * o
+    return Plan(co <= _FORWARD_MAX_CO or c < 8, co <= _INPUT_GRAD_MAX_CO, co <= _WEIGHT_GRAD_MAX_CO)
+
+
+def _on_cpu(use_native: bool, native_fn, xla_fn, *args):
+    """``native_fn(*args)`` when lowering for CPU (if ``use_native``), else ``xla_fn``."""
+    if not use_native:
+        return xla_fn(*args)
+    return lax.platform_dependent(*args, cpu=native_fn, default=xla_fn)
+
+
+def _forward(x, w, padding, use_native: bool):
+    (pt, _), (pl, _) = padding
+    out_hw = jax.eval_shape(functools.partial(_plain, padding=padding), x, w).shape[1:3]
+    return _on_cpu(
+        use_native,
+        lambda a, b: _native_forward(a, b, pt, pl, out_hw),
+        lambda a, b: _plain(a, b, padding),
+        x,
+        w,
+    )
+
+
+def _input_grad(x, w, g, padding, use_native: bool):
+    """``dx``; natively the forward kernel on ``g`` with the kernel flipped and
+    transposed (``g`` padded by ``k - 1 - p`` on the leading sides)."""
+    (pt, _), (pl, _) = padding
+    kh, kw = w.shape[:2]
+
+    def by_native(b, c):
+        b_t = jnp.flip(b, (0, 1)).transpose(0, 1, 3, 2)
+        return _native_forward(c, b_t, kh - 1 - pt, kw - 1 - pl, x.shape[1:3])
+
+    def by_xla(b, c):
+        return jax.vjp(lambda a: _plain(a, b, padding), x)[1](c)[0]
+
+    return _on_cpu(use_native, by_native, by_xla, w, g)
+
+
+def _weight_grad(x, w, g, padding, use_native: bool):
+    (pt, _), (pl, _) = padding
+
+    def by_xla(a, c):
+        # Any run-time scalar works as the predicate; both branches are identical.
+        pred = c.reshape(-1)[0] == c.reshape(-1)[0]
+        a_t = _fenced_transpose(a, (3, 1, 2, 0), pred)  # (C, H, W, N): batch C, features N
+        c_k = _fenced_transpose(c, (1, 2, 0, 3), pred)  # (Ho, Wo, N, O): the "kernel"
+        # dw[i, j, c, o] = sum_{n,h,w} x_pad[n, h + i, w + j, c] * g[n, h, w, o]
+        dw = lax.conv_general_dilated(a_t, c_k, (1, 1), padding, dimension_numbers=_NHWC)
+        return jnp.transpose(dw, (1, 2, 0, 3))
+
+    by_native = lambda a, c: _native_weight_grad(a, c, w.shape, pt, pl)  # noqa: E731
+    return _on_cpu(use_native, by_native, by_xla, x, g).astype(w.dtype)
+
+
 def _fenced_transpose(v: jax.Array, perm: tuple[int, ...], pred: jax.Array) -> jax.Array:
     """``jnp.transpose(v, perm)`` that XLA cannot fuse with ``v``'s producer."""
     move = functools.partial(jnp.transpose, axes=perm)
     return lax.cond(pred, move, move, v)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_s1(x, w, padding):
-    return _plain(x, w, padding)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_s1(x, w, padding, how: Plan):
+    return _forward(x, w, padding, how.forward)
 
 
-def _fwd(x, w, padding):
-    return _plain(x, w, padding), (x, w)
+def _fwd(x, w, padding, how):
+    return _forward(x, w, padding, how.forward), (x, w)
 
 
-def _bwd(padding, res, g):
+def _bwd(padding, how, res, g):
     x, w = res
-    (dx,) = jax.vjp(lambda a: _plain(a, w, padding), x)[1](g)
-    # Any run-time scalar works as the predicate; both branches are identical.
-    pred = g.reshape(-1)[0] == g.reshape(-1)[0]
-    x_t = _fenced_transpose(x, (3, 1, 2, 0), pred)  # (C, H, W, N): batch C, features N
-    g_k = _fenced_transpose(g, (1, 2, 0, 3), pred)  # (Ho, Wo, N, O): the "kernel"
-    # dw[i, j, c, o] = sum_{n,h,w} x_pad[n, h + i, w + j, c] * g[n, h, w, o]
-    dw = lax.conv_general_dilated(x_t, g_k, (1, 1), padding, dimension_numbers=_NHWC)
-    return dx, jnp.transpose(dw, (1, 2, 0, 3)).astype(w.dtype)
+    return (
+        _input_grad(x, w, g, padding, how.input_grad),
+        _weight_grad(x, w, g, padding, how.weight_grad),
+    )
 
 
 _conv_s1.defvjp(_fwd, _bwd)
@@ -116,4 +222,5 @@ def conv_general_dilated(
             precision=precision,
             preferred_element_type=preferred_element_type,
         )
-    return _conv_s1(lhs, rhs, _explicit_padding(padding, lhs.shape, rhs.shape))
+    how = plan(rhs.shape[2], rhs.shape[3], lhs.dtype)
+    return _conv_s1(lhs, rhs, _explicit_padding(padding, lhs.shape, rhs.shape), how)

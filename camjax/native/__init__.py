@@ -1,0 +1,103 @@
+"""Native XLA:CPU kernels, compiled on first use and called through the XLA FFI.
+
+``conv_kernels.cc`` holds direct stride-1 NHWC convolution kernels (forward and weight
+gradient, AVX-512). They are built with the system C++ compiler against the FFI
+headers that ship with jaxlib, for this machine's CPU (``-march=native``), and cached
+under ``$CAMJAX_CACHE_DIR`` (default ``~/.cache/camjax``) keyed by the source, the
+jaxlib version, the compiler and the CPU, so the build (~20 s) happens once.
+
+``kernels()`` returns the loaded library, or ``None`` when the kernels cannot be used:
+no C++ compiler, a CPU without AVX-512, a failed build (one warning says why), or
+``CAMJAX_NATIVE=0`` in the environment. Callers then take XLA's own path, which
+gives the same values.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import jax
+import jaxlib
+
+_SOURCE = Path(__file__).with_name("conv_kernels.cc")
+TARGETS = ("camjax_conv_fwd", "camjax_conv_dw")
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("CAMJAX_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "camjax"
+    )
+    return Path(root) / "native"
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+def _build(cxx: str) -> Path:
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(
+        b"\0".join([source, jaxlib.__version__.encode(), cxx.encode(), _cpu_flags().encode()])
+    ).hexdigest()[:16]
+    out = cache_dir() / f"conv_kernels-{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: a reader never sees a half-written library.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    cmd = [
+        cxx, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC",
+        f"-I{jax.ffi.include_dir()}", str(_SOURCE), "-o", tmp,
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+@functools.cache
+def kernels() -> ctypes.CDLL | None:
+    """The compiled, FFI-registered kernel library, or ``None`` (see module doc)."""
+    if os.environ.get("CAMJAX_NATIVE", "1") == "0":
+        return None
+    if platform.machine().lower() not in ("x86_64", "amd64") or "avx512f" not in _cpu_flags():
+        return None
+    cxx = _compiler()
+    if cxx is None:
+        warnings.warn("camjax: no C++ compiler found; using XLA's CPU convolutions", stacklevel=2)
+        return None
+    try:
+        lib = ctypes.cdll.LoadLibrary(str(_build(cxx)))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+        warnings.warn(f"camjax: native kernels unavailable ({err}); using XLA's", stacklevel=2)
+        return None
+    if lib.camjax_native_isa() != 512:
+        return None
+    for name in TARGETS:
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
+    return lib
