@@ -121,7 +121,9 @@ def test_batch_norm_matches_flax_values_grads_and_stats(relu):
         grad = jax.value_and_grad(_bn_loss, argnums=(1, 2), has_aux=True)
         (loss_ref, u_ref), g_ref = grad(ref_m, wrapped, x, w)
         (loss, u), g = grad(our_m, variables, x, w)
-        np.testing.assert_allclose(loss, loss_ref, rtol=1e-6)
+        # Statistics summed in another order (the native CPU kernel) differ in the last
+        # bits; test_native.py checks both against float64.
+        np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
         ours = jax.tree.leaves((u, g))
         ref = jax.tree.leaves((u_ref, g_ref))
         for a, b in zip(ours, ref, strict=True):

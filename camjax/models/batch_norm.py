@@ -28,10 +28,26 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from camjax import native
 
-def _stats(x32: jnp.ndarray, axis_name: str | None) -> tuple[jnp.ndarray, jnp.ndarray]:
+
+def _on_cpu(use_native: bool, native_fn, xla_fn, *args):
+    if not use_native:
+        return xla_fn(*args)
+    return lax.platform_dependent(*args, cpu=native_fn, default=xla_fn)
+
+
+def _stats(x32: jnp.ndarray, axis_name: str | None, use_native: bool):
+    """Batch ``(mean, var)`` over all axes but the last (``pmean`` over ``axis_name``)."""
     axes = tuple(range(x32.ndim - 1))
-    moments = jnp.stack([x32.mean(axes), (x32 * x32).mean(axes)])
+    count = x32.size // x32.shape[-1]
+    sums = _on_cpu(
+        use_native,
+        lambda a: native.call("camjax_batch_stats", (2, a.shape[-1]), a),  # one pass
+        lambda a: jnp.stack([a.sum(axes), (a * a).sum(axes)]),
+        x32,
+    )
+    moments = sums / count
     if axis_name is not None:
         moments = lax.pmean(moments, axis_name)
     mean, mean2 = moments
@@ -56,7 +72,7 @@ def _normalize(x, mean, var, scale, bias, epsilon, relu):
 
 def _forward(x, scale, bias, epsilon, axis_name, dtype, relu):
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    mean, var = _stats(x32, axis_name)
+    mean, var = _stats(x32, axis_name, native.available(x.dtype))
     y, r = _normalize(x32, mean, var, scale, bias, epsilon, relu)
     return (y.astype(dtype), mean, var), (x, scale, bias, mean, r)
 
@@ -68,11 +84,26 @@ def _bwd(epsilon, axis_name, dtype, relu, res, cts):
     axes = tuple(range(x.ndim - 1))
     x32 = x.astype(mean.dtype)
     g = dy.astype(mean.dtype)
+    coef = scale * r
+
+    def masked(c, a):  # ReLU's gradient (0 at 0), from the recomputed pre-activation
+        return jnp.where((a - mean) * coef + bias > 0, c, 0.0) if relu else c
+
+    def by_xla(c, a):
+        c = masked(c, a)
+        return jnp.stack([c.sum(axes), (c * ((a - mean) * r)).sum(axes)])
+
+    def by_native(c, a):  # one pass over dy and x; nothing the size of x is written
+        sums = native.call(
+            "camjax_batch_grad_stats", (2, x.shape[-1]), c, a, mean, coef, bias, relu=relu
+        )
+        return sums * jnp.stack([jnp.ones_like(r), r])
+
+    use_native = native.available(x.dtype) and native.available(dy.dtype)
+    local = _on_cpu(use_native, by_native, by_xla, g, x32)
+    g = masked(g, x32)
     centred = x32 - mean
     xhat = centred * r
-    if relu:
-        g = jnp.where(xhat * scale + bias > 0, g, 0.0)
-    local = jnp.stack([g.sum(axes), (g * xhat).sum(axes)])
     # dmean / dvar are the cotangents of the returned statistics (zero when only the
     # running averages read them); they reach x through E[x] and E[x^2] - E[x]^2.
     shared = jnp.concatenate([local, jnp.stack([dmean, dvar])])
@@ -81,7 +112,6 @@ def _bwd(epsilon, axis_name, dtype, relu, res, cts):
         shared = lax.psum(shared, axis_name)
         count = count * lax.psum(1, axis_name)
     sum_g, sum_gx, all_dmean, all_dvar = shared / count
-    coef = scale * r
     dx = coef * (g - sum_g - xhat * sum_gx) + all_dmean + 2.0 * all_dvar * centred
     return (
         dx.astype(x.dtype),
@@ -121,7 +151,9 @@ class BatchNorm(nn.Module):
             return y.astype(dtype)
         initializing = self.is_initializing()
         axis_name = None if initializing else self.axis_name
-        y, mean, var = batch_norm_train(x, scale, bias, self.epsilon, axis_name, dtype, self.relu)
+        y, mean, var = batch_norm_train(
+            *native.vary_together(x, scale, bias), self.epsilon, axis_name, dtype, self.relu
+        )
         if not initializing:
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
             ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var

@@ -30,7 +30,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from camjax import native
@@ -42,28 +41,13 @@ def _plain(x, w, padding):
     return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC)
 
 
-def _ffi(target: str, a: jax.Array, b: jax.Array, shape, pad_top: int, pad_left: int):
-    if native.kernels() is None:  # also registers the targets on first use
-        raise RuntimeError("camjax's native CPU kernels are not available here")
-    # Under shard_map an FFI call needs operands that vary over the same mesh axes
-    # (the replicated kernel is cast to the activation's), and its result varies too.
-    varying = jax.typeof(a).manual_axis_type.varying | jax.typeof(b).manual_axis_type.varying
-    a, b = (
-        lax.pcast(v, tuple(varying - jax.typeof(v).manual_axis_type.varying), to="varying")
-        for v in (a, b)
-    )
-    out = jax.typeof(a).update(shape=tuple(shape), dtype=a.dtype)
-    call = jax.ffi.ffi_call(target, out, vmap_method="sequential")
-    return call(a, b, pad_top=np.int64(pad_top), pad_left=np.int64(pad_left))
-
-
 def _native_forward(x, w, pad_top: int, pad_left: int, out_hw: tuple[int, int]):
     shape = (x.shape[0], *out_hw, w.shape[3])
-    return _ffi("camjax_conv_fwd", x, w, shape, pad_top, pad_left)
+    return native.call("camjax_conv_fwd", shape, x, w, pad_top=pad_top, pad_left=pad_left)
 
 
 def _native_weight_grad(x, g, w_shape, pad_top: int, pad_left: int):
-    return _ffi("camjax_conv_dw", x, g, w_shape, pad_top, pad_left)
+    return native.call("camjax_conv_dw", w_shape, x, g, pad_top=pad_top, pad_left=pad_left)
 
 
 class Plan(NamedTuple):
@@ -85,7 +69,7 @@ _WEIGHT_GRAD_MAX_CO = 256 * 256
 def plan(c: int, o: int, dtype: Any) -> Plan:
     """The native/XLA choice for a stride-1 convolution with ``c`` input and ``o``
     output channels (all XLA when the kernels are unavailable or ``dtype`` isn't f32)."""
-    if dtype != jnp.float32 or native.kernels() is None:
+    if not native.available(dtype):
         return Plan(False, False, False)
     co = c * o
     return Plan(co <= _FORWARD_MAX_CO or c < 8, co <= _INPUT_GRAD_MAX_CO, co <= _WEIGHT_GRAD_MAX_CO)
@@ -223,4 +207,5 @@ def conv_general_dilated(
             preferred_element_type=preferred_element_type,
         )
     how = plan(rhs.shape[2], rhs.shape[3], lhs.dtype)
+    lhs, rhs = native.vary_together(lhs, rhs)
     return _conv_s1(lhs, rhs, _explicit_padding(padding, lhs.shape, rhs.shape), how)

@@ -27,9 +27,11 @@ from pathlib import Path
 
 import jax
 import jaxlib
+import numpy as np
+from jax import lax
 
 _SOURCE = Path(__file__).with_name("conv_kernels.cc")
-TARGETS = ("camjax_conv_fwd", "camjax_conv_dw")
+TARGETS = ("camjax_conv_fwd", "camjax_conv_dw", "camjax_batch_stats", "camjax_batch_grad_stats")
 
 
 def _cpu_flags() -> str:
@@ -66,7 +68,7 @@ def _build(cxx: str) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     cmd = [
-        cxx, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC",
+        cxx, "-O3", "-march=native", "-ffp-contract=off", "-std=c++17", "-shared", "-fPIC", "-w",
         f"-I{jax.ffi.include_dir()}", str(_SOURCE), "-o", tmp,
     ]  # fmt: skip
     try:
@@ -101,3 +103,36 @@ def kernels() -> ctypes.CDLL | None:
     for name in TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     return lib
+
+
+def available(dtype) -> bool:
+    """Whether float arrays of ``dtype`` can take the native kernels here."""
+    return dtype == np.float32 and kernels() is not None
+
+
+def vary_together(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """``arrays`` cast (``lax.pcast``) to vary over the union of their ``shard_map``
+    mesh axes; unchanged outside ``shard_map``. Applied to a custom-VJP function's
+    inputs before the call, autodiff of the cast sums the replicated inputs' gradients
+    over those axes, so the backward rule may return per-device partial gradients."""
+    varying = frozenset().union(*(jax.typeof(v).manual_axis_type.varying for v in arrays))
+    return tuple(
+        lax.pcast(v, tuple(varying - jax.typeof(v).manual_axis_type.varying), to="varying")
+        for v in arrays
+    )
+
+
+def call(target: str, shape: tuple[int, ...], *operands: jax.Array, **attrs) -> jax.Array:
+    """``target(*operands)`` -> a float32 array of ``shape`` (attrs: ints and bools).
+
+    Under ``shard_map`` an FFI call needs operands that vary over the same mesh axes, so
+    replicated operands (kernels, statistics) are cast to the union of the operands'
+    axes, and the result varies over them too. ``vmap`` runs the call per example.
+    """
+    if kernels() is None:  # also registers the targets on first use
+        raise RuntimeError("camjax's native CPU kernels are not available here")
+    operands = vary_together(*operands)
+    out = jax.typeof(operands[0]).update(shape=tuple(shape), dtype=np.dtype(np.float32))
+    fn = jax.ffi.ffi_call(target, out, vmap_method="sequential")
+    typed = {k: (v if isinstance(v, bool) else np.int64(v)) for k, v in attrs.items()}
+    return fn(*operands, **typed)

@@ -365,6 +365,112 @@ ffi::Error ConvDw(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi
   return ffi::Error::Success();
 }
 
+// ------------------------------------------------------ batch statistics ----
+
+constexpr int64_t kStatRows = 256;  // rows per partial sum (float within, double across)
+
+// Per-channel sums over the rows of an (R, C) array, in one pass:
+//   forward  (dy == nullptr): s0 = sum(x),  s1 = sum(x * x)
+//   backward:                 s0 = sum(g),  s1 = sum(g * (x - mean)),
+//   g = dy, or dy where (x - mean) * coef + bias > 0 when relu (ReLU's mask, 0 at 0).
+// Partials cover fixed row blocks and are added in block order in double precision,
+// so the result does not depend on the thread count.
+void ChannelSums(ffi::ThreadPool& pool, const float* x, const float* dy, const float* mean,
+                 const float* coef, const float* bias, bool relu, int64_t rows, int64_t c,
+                 float* out) {
+  const int64_t blocks = std::max<int64_t>(1, (rows + kStatRows - 1) / kStatRows);
+  std::vector<float> partial(blocks * 2 * c);
+  float* part_base = partial.data();
+  const int64_t cv = (c + 15) / 16;
+  ParallelFor(pool, blocks, [=](int64_t b) {
+    float* part = part_base + b * 2 * c;
+    const int64_t r0 = b * kStatRows;
+    const int64_t r1 = std::min(rows, r0 + kStatRows);
+    for (int64_t v = 0; v < cv; ++v) {
+      const __mmask16 m = LaneMask(c - 16 * v);
+      __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+      __m512 t0 = _mm512_setzero_ps(), t1 = _mm512_setzero_ps();  // second chain
+      if (dy == nullptr) {
+        int64_t r = r0;
+        for (; r + 1 < r1; r += 2) {
+          const __m512 a = _mm512_maskz_loadu_ps(m, x + r * c + 16 * v);
+          const __m512 b2 = _mm512_maskz_loadu_ps(m, x + (r + 1) * c + 16 * v);
+          s0 = _mm512_add_ps(s0, a);
+          s1 = _mm512_fmadd_ps(a, a, s1);
+          t0 = _mm512_add_ps(t0, b2);
+          t1 = _mm512_fmadd_ps(b2, b2, t1);
+        }
+        if (r < r1) {
+          const __m512 a = _mm512_maskz_loadu_ps(m, x + r * c + 16 * v);
+          s0 = _mm512_add_ps(s0, a);
+          s1 = _mm512_fmadd_ps(a, a, s1);
+        }
+      } else {
+        const __m512 mu = _mm512_maskz_loadu_ps(m, mean + 16 * v);
+        const __m512 k = _mm512_maskz_loadu_ps(m, coef + 16 * v);
+        const __m512 bb = _mm512_maskz_loadu_ps(m, bias + 16 * v);
+        const __m512 zero = _mm512_setzero_ps();
+        for (int64_t r = r0; r < r1; ++r) {
+          const __m512 xc = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + r * c + 16 * v), mu);
+          __m512 g = _mm512_maskz_loadu_ps(m, dy + r * c + 16 * v);
+          if (relu) {
+            // multiply, then add (no fused rounding): the mask XLA's ReLU would give
+            const __mmask16 on =
+                _mm512_cmp_ps_mask(_mm512_add_ps(_mm512_mul_ps(xc, k), bb), zero, _CMP_GT_OQ);
+            g = _mm512_maskz_mov_ps(on, g);
+          }
+          if (r & 1) {
+            t0 = _mm512_add_ps(t0, g);
+            t1 = _mm512_fmadd_ps(g, xc, t1);
+          } else {
+            s0 = _mm512_add_ps(s0, g);
+            s1 = _mm512_fmadd_ps(g, xc, s1);
+          }
+        }
+      }
+      _mm512_mask_storeu_ps(part + 16 * v, m, _mm512_add_ps(s0, t0));
+      _mm512_mask_storeu_ps(part + c + 16 * v, m, _mm512_add_ps(s1, t1));
+    }
+  });
+  for (int64_t e = 0; e < 2 * c; ++e) {
+    double total = 0.0;
+    for (int64_t b = 0; b < blocks; ++b) total += partial[b * 2 * c + e];
+    out[e] = static_cast<float>(total);
+  }
+}
+
+ffi::Error BatchStats(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
+                      ffi::ResultBuffer<ffi::F32> out) {
+  const auto xd = x.dimensions();
+  const int64_t c = xd.size() ? xd.back() : 0;
+  if (c == 0 || out->element_count() != static_cast<size_t>(2 * c)) {
+    return ffi::Error::InvalidArgument("camjax_batch_stats: result must be (2, channels)");
+  }
+  const int64_t rows = static_cast<int64_t>(x.element_count()) / c;
+  ChannelSums(pool, x.typed_data(), nullptr, nullptr, nullptr, nullptr, false, rows, c,
+              out->typed_data());
+  return ffi::Error::Success();
+}
+
+ffi::Error BatchGradStats(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy,
+                          ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> mean,
+                          ffi::Buffer<ffi::F32> coef, ffi::Buffer<ffi::F32> bias,
+                          ffi::ResultBuffer<ffi::F32> out, bool relu) {
+  const auto xd = x.dimensions();
+  const int64_t c = xd.size() ? xd.back() : 0;
+  if (c == 0 || dy.element_count() != x.element_count() ||
+      mean.element_count() != static_cast<size_t>(c) ||
+      coef.element_count() != static_cast<size_t>(c) ||
+      bias.element_count() != static_cast<size_t>(c) ||
+      out->element_count() != static_cast<size_t>(2 * c)) {
+    return ffi::Error::InvalidArgument("camjax_batch_grad_stats: inconsistent shapes");
+  }
+  const int64_t rows = static_cast<int64_t>(x.element_count()) / c;
+  ChannelSums(pool, x.typed_data(), dy.typed_data(), mean.typed_data(), coef.typed_data(),
+              bias.typed_data(), relu, rows, c, out->typed_data());
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(camjax_conv_fwd, ConvFwd,
@@ -384,5 +490,23 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(camjax_conv_dw, ConvDw,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("pad_top")
                                   .Attr<int64_t>("pad_left"));
+
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(camjax_batch_stats, BatchStats,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(camjax_batch_grad_stats, BatchGradStats,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<bool>("relu"));
 
 #endif  // __AVX512F__
