@@ -31,12 +31,10 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import functools
-import hashlib
 import importlib.resources
 import os
 import subprocess
 import sysconfig
-import tempfile
 
 import cv2
 import jax
@@ -44,42 +42,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from camjax import labeling
+from camjax.native import compiler
 
 # The C kernel ships beside this module; compiled on first use (see _native).
 C_SOURCE = (importlib.resources.files("camjax") / "component_tree.c").read_text()
 
 
-def _cache_dir() -> str:
-    root = os.environ.get("CAMJAX_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "camjax"
-    )
-    os.makedirs(root, exist_ok=True)
-    return root
-
-
 @functools.cache
 def _native() -> ctypes.CDLL | None:
     """Compile (once per source version, cached on disk) and load the C kernel, or None."""
-    digest = hashlib.sha256(C_SOURCE.encode()).hexdigest()[:16]
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     try:
-        folder = _cache_dir()
-        lib_path = os.path.join(folder, f"component_tree_{digest}.so")
-        if not os.path.exists(lib_path):
-            cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-            with tempfile.TemporaryDirectory(dir=folder) as tmp:
-                src = os.path.join(tmp, "component_tree.c")
-                with open(src, "w") as f:
-                    f.write(C_SOURCE)
-                out = os.path.join(tmp, "lib.so")
-                subprocess.run(
-                    [cc, "-O3", "-shared", "-fPIC", "-o", out, src],
-                    check=True,
-                    capture_output=True,
-                    timeout=120,
-                )
-                os.replace(out, lib_path)  # atomic: concurrent processes never see half a file
-        lib = ctypes.CDLL(lib_path)
-    except (OSError, subprocess.SubprocessError):
+        lib = ctypes.CDLL(str(compiler.shared_library(C_SOURCE, "component_tree", cc, ["-O3"])))
+    except (OSError, RuntimeError, subprocess.SubprocessError):
         return None
     fn = lib.component_tree_boxes
     fp = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")

@@ -1,10 +1,12 @@
 """Native XLA:CPU kernels, compiled on first use and called through the XLA FFI.
 
-``conv_kernels.cc`` holds direct stride-1 NHWC convolution kernels (forward and weight
-gradient, AVX-512). They are built with the system C++ compiler against the FFI
-headers that ship with jaxlib, for this machine's CPU (``-march=native``), and cached
-under ``$CAMJAX_CACHE_DIR`` (default ``~/.cache/camjax``) keyed by the source, the
-jaxlib version, the compiler and the CPU, so the build (~20 s) happens once.
+``conv_kernels.cc`` holds AVX-512 kernels for CPU training: direct stride-1 NHWC
+convolutions (forward, which also gives the input gradient, and weight gradient) and
+one-pass batch-norm statistics (forward sums, and the backward sums with ReLU's mask).
+They are built with the system C++ compiler against the FFI headers that ship with
+jaxlib, for this machine's CPU (``-march=native``), and cached by
+:mod:`camjax.native.compiler` keyed by the source, the jaxlib version, the compiler and
+the CPU's features, so the build (~6 s) happens once per machine.
 
 ``kernels()`` returns the loaded library, or ``None`` when the kernels cannot be used:
 no C++ compiler, a CPU without AVX-512, a failed build (one warning says why), or
@@ -16,12 +18,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,6 +29,8 @@ import jax
 import jaxlib
 import numpy as np
 from jax import lax
+
+from camjax.native import compiler
 
 _SOURCE = Path(__file__).with_name("conv_kernels.cc")
 TARGETS = ("camjax_conv_fwd", "camjax_conv_dw", "camjax_batch_stats", "camjax_batch_grad_stats")
@@ -44,42 +46,26 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("CAMJAX_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "camjax"
-    )
-    return Path(root) / "native"
-
-
 def _compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
 
 
 def _build(cxx: str) -> Path:
-    source = _SOURCE.read_bytes()
-    key = hashlib.sha256(
-        b"\0".join([source, jaxlib.__version__.encode(), cxx.encode(), _cpu_flags().encode()])
-    ).hexdigest()[:16]
-    out = cache_dir() / f"conv_kernels-{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename: a reader never sees a half-written library.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    cmd = [
-        cxx, "-O3", "-march=native", "-ffp-contract=off", "-std=c++17", "-shared", "-fPIC", "-w",
-        f"-I{jax.ffi.include_dir()}", str(_SOURCE), "-o", tmp,
-    ]  # fmt: skip
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return compiler.shared_library(
+        _SOURCE.read_text(),
+        "conv_kernels",
+        cxx,
+        [
+            "-O3",
+            "-march=native",
+            "-ffp-contract=off",
+            "-std=c++17",
+            "-w",
+            f"-I{jax.ffi.include_dir()}",
+        ],  # fmt: skip
+        suffix=".cc",
+        key=f"{jaxlib.__version__} {_cpu_flags()}",
+    )
 
 
 @functools.cache
