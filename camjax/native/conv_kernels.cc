@@ -29,6 +29,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -55,6 +56,17 @@ struct Geometry {
   int64_t ho, wo;      // output
   int64_t pt, pl;      // top / left padding (the rest follows from the sizes)
 };
+
+// x (n, h, w, c), kernel (kh, kw, c, o), output (n, ho, wo, o); nullopt if they don't fit.
+template <typename Dims>
+std::optional<Geometry> ConvGeometry(const Dims& x, const Dims& k, const Dims& y, int64_t pt,
+                                     int64_t pl) {
+  if (x.size() != 4 || k.size() != 4 || y.size() != 4 || k[2] != x[3] || y[0] != x[0] ||
+      y[3] != k[3]) {
+    return std::nullopt;
+  }
+  return Geometry{x[0], x[1], x[2], x[3], k[0], k[1], k[3], y[1], y[2], pt, pl};
+}
 
 inline __mmask16 LaneMask(int64_t remaining) {
   if (remaining >= 16) return 0xFFFF;
@@ -189,14 +201,11 @@ void FwdRows(const float* band, const float* k, const Geometry& g, int64_t rows,
 
 ffi::Error ConvFwd(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
                    ffi::ResultBuffer<ffi::F32> y, int64_t pt, int64_t pl) {
-  const auto xd = x.dimensions();
-  const auto kd = k.dimensions();
-  const auto yd = y->dimensions();
-  if (xd.size() != 4 || kd.size() != 4 || yd.size() != 4 || kd[2] != xd[3] ||
-      yd[0] != xd[0] || yd[3] != kd[3]) {
+  const auto geometry = ConvGeometry(x.dimensions(), k.dimensions(), y->dimensions(), pt, pl);
+  if (!geometry) {
     return ffi::Error::InvalidArgument("camjax_conv_fwd: shapes must be NHWC, HWIO, NHWC");
   }
-  const Geometry g{xd[0], xd[1], xd[2], xd[3], kd[0], kd[1], kd[3], yd[1], yd[2], pt, pl};
+  const Geometry g = *geometry;
   if (g.n == 0 || g.ho == 0 || g.wo == 0 || g.o == 0) return ffi::Error::Success();
   const int64_t band_rows = BandRows(g);
   const int64_t bands = (g.ho + band_rows - 1) / band_rows;
@@ -306,14 +315,12 @@ void DwBand(const float* band, const float* grad, const Geometry& g, int64_t row
 
 ffi::Error ConvDw(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> grad,
                   ffi::ResultBuffer<ffi::F32> dk, int64_t pt, int64_t pl) {
-  const auto xd = x.dimensions();
-  const auto gd = grad.dimensions();
-  const auto kd = dk->dimensions();
-  if (xd.size() != 4 || gd.size() != 4 || kd.size() != 4 || kd[2] != xd[3] ||
-      gd[0] != xd[0] || gd[3] != kd[3]) {
+  const auto geometry =
+      ConvGeometry(x.dimensions(), dk->dimensions(), grad.dimensions(), pt, pl);
+  if (!geometry) {
     return ffi::Error::InvalidArgument("camjax_conv_dw: shapes must be NHWC, NHWC, HWIO");
   }
-  const Geometry g{xd[0], xd[1], xd[2], xd[3], kd[0], kd[1], kd[3], gd[1], gd[2], pt, pl};
+  const Geometry g = *geometry;
   float* out = dk->typed_data();
   const int64_t k_floats = g.kh * g.kw * g.c * g.o;
   std::memset(out, 0, sizeof(float) * k_floats);
@@ -473,24 +480,19 @@ ffi::Error BatchGradStats(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> dy,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(camjax_conv_fwd, ConvFwd,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_left"));
+// Both convolutions: (activation, kernel or gradient) -> result, and the padding.
+static auto ConvBinding() {
+  return ffi::Ffi::Bind()
+      .Ctx<ffi::ThreadPool>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Ret<ffi::Buffer<ffi::F32>>()
+      .Attr<int64_t>("pad_top")
+      .Attr<int64_t>("pad_left");
+}
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(camjax_conv_dw, ConvDw,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("pad_top")
-                                  .Attr<int64_t>("pad_left"));
-
+XLA_FFI_DEFINE_HANDLER_SYMBOL(camjax_conv_fwd, ConvFwd, ConvBinding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(camjax_conv_dw, ConvDw, ConvBinding());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(camjax_batch_stats, BatchStats,
                               ffi::Ffi::Bind()
