@@ -49,6 +49,7 @@ extern "C" int camjax_native_isa() {
 namespace {
 
 constexpr int64_t kBandBytes = 384 * 1024;  // per-chunk working set, fits in L2
+constexpr int64_t kKernelSliceBytes = 64 * 1024;  // forward: kernel slice reused per band
 
 struct Geometry {
   int64_t n, h, w, c;  // input
@@ -138,10 +139,16 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t tasks, Body body) {
 
 // ---------------------------------------------------------------- forward ----
 
+// Input channels [c0, c1) of the sum over taps and channels.
+struct Channels {
+  int64_t c0, c1;
+  bool first;  // start from zero; otherwise add to the partial sum already in the output
+};
+
 // PB consecutive output positions x OB output-channel vectors.
 template <int PB, int OB>
 inline void FwdTile(const float* band, int64_t wp, const float* k, const Geometry& g,
-                    int64_t r, int64_t w0, int64_t o0, float* out_row) {
+                    int64_t r, int64_t w0, int64_t o0, Channels ch, float* out_row) {
   __m512 acc[PB][OB];
   __mmask16 mask[OB];
   #pragma GCC unroll 32
@@ -149,12 +156,15 @@ inline void FwdTile(const float* band, int64_t wp, const float* k, const Geometr
   #pragma GCC unroll 32
   for (int p = 0; p < PB; ++p)
     #pragma GCC unroll 32
-    for (int oo = 0; oo < OB; ++oo) acc[p][oo] = _mm512_setzero_ps();
+    for (int oo = 0; oo < OB; ++oo)
+      acc[p][oo] = ch.first ? _mm512_setzero_ps()
+                            : _mm512_maskz_loadu_ps(mask[oo],
+                                                    out_row + (w0 + p) * g.o + o0 + 16 * oo);
   for (int64_t i = 0; i < g.kh; ++i) {
     for (int64_t j = 0; j < g.kw; ++j) {
       const float* xs = band + ((r + i) * wp + w0 + j) * g.c;
       const float* ks = k + ((i * g.kw + j) * g.c) * g.o + o0;
-      for (int64_t c = 0; c < g.c; ++c) {
+      for (int64_t c = ch.c0; c < ch.c1; ++c) {
         __m512 kv[OB];
         #pragma GCC unroll 32
         for (int oo = 0; oo < OB; ++oo)
@@ -177,10 +187,10 @@ inline void FwdTile(const float* band, int64_t wp, const float* k, const Geometr
 
 template <int OB, int PB>
 void FwdRowTail(int64_t pb, const float* band, int64_t wp, const float* k, const Geometry& g,
-                int64_t r, int64_t w0, int64_t o0, float* out_row) {
+                int64_t r, int64_t w0, int64_t o0, Channels ch, float* out_row) {
   if constexpr (PB > 0) {
-    if (pb == PB) return FwdTile<PB, OB>(band, wp, k, g, r, w0, o0, out_row);
-    return FwdRowTail<OB, PB - 1>(pb, band, wp, k, g, r, w0, o0, out_row);
+    if (pb == PB) return FwdTile<PB, OB>(band, wp, k, g, r, w0, o0, ch, out_row);
+    return FwdRowTail<OB, PB - 1>(pb, band, wp, k, g, r, w0, o0, ch, out_row);
   }
 }
 
@@ -189,12 +199,22 @@ void FwdRows(const float* band, const float* k, const Geometry& g, int64_t rows,
              float* out) {
   constexpr int PB = 24 / OB;
   const int64_t wp = g.wo + g.kw - 1;
+  // Input channels in blocks whose slice of the kernel (all taps, OB vectors of output
+  // channels) stays in L1/L2 while every position of the band uses it.
+  const int64_t block = std::max<int64_t>(1, kKernelSliceBytes / (g.kh * g.kw * OB * 64));
   for (int64_t o0 = 0; o0 < g.o; o0 += 16 * OB) {
-    for (int64_t r = 0; r < rows; ++r) {
-      float* out_row = out + r * g.wo * g.o;
-      int64_t w0 = 0;
-      for (; w0 + PB <= g.wo; w0 += PB) FwdTile<PB, OB>(band, wp, k, g, r, w0, o0, out_row);
-      if (w0 < g.wo) FwdRowTail<OB, PB - 1>(g.wo - w0, band, wp, k, g, r, w0, o0, out_row);
+    for (int64_t c0 = 0; c0 < g.c; c0 += block) {
+      const Channels ch{c0, std::min(g.c, c0 + block), c0 == 0};
+      for (int64_t r = 0; r < rows; ++r) {
+        float* out_row = out + r * g.wo * g.o;
+        int64_t w0 = 0;
+        for (; w0 + PB <= g.wo; w0 += PB) {
+          FwdTile<PB, OB>(band, wp, k, g, r, w0, o0, ch, out_row);
+        }
+        if (w0 < g.wo) {
+          FwdRowTail<OB, PB - 1>(g.wo - w0, band, wp, k, g, r, w0, o0, ch, out_row);
+        }
+      }
     }
   }
 }
