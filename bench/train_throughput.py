@@ -5,7 +5,9 @@ data-parallel path's overhead on 1 vs 8 simulated CPU devices.
 
 One step = forward, softmax cross-entropy, backward, SGD momentum 0.9 + weight decay 5e-4,
 on a fixed random batch (no input pipeline). Both frameworks run in this process on
-the same CPU; images/s = batch / median step time after warm-up.
+the same CPU, one step of each in turn, so that load from other jobs falls on both
+alike; images/s = batch / median step time after warm-up. The ratio column is the
+median of the per-round ratios.
 The device-count table runs child processes (XLA_FLAGS must be set before JAX starts).
 """
 
@@ -39,7 +41,8 @@ def _median_time(fn, steps: int) -> float:
     return float(np.median(times))
 
 
-def camjax_step_time(name: str, steps: int, parallel: str = "pmap") -> float:
+def camjax_step(name: str, parallel: str = "pmap"):
+    """A function running one camjax training step of ``name`` (blocking)."""
     import jax
     import ml_collections
 
@@ -66,7 +69,11 @@ def camjax_step_time(name: str, steps: int, parallel: str = "pmap") -> float:
         holder[0], m = runner.train_step(holder[0], b, key)
         jax.block_until_ready(m["loss"])
 
-    return _median_time(run, steps)
+    return run
+
+
+def camjax_step_time(name: str, steps: int, parallel: str = "pmap") -> float:
+    return _median_time(camjax_step(name, parallel), steps)
 
 
 def torch_model(name: str):
@@ -100,7 +107,8 @@ def torch_model(name: str):
     )  # fmt: skip
 
 
-def torch_step_time(name: str, steps: int) -> float:
+def torch_step(name: str):
+    """A function running one PyTorch training step of ``name``."""
     import torch
 
     torch.manual_seed(0)
@@ -117,7 +125,25 @@ def torch_step_time(name: str, steps: int) -> float:
         loss.backward()
         opt.step()
 
-    return _median_time(run, steps)
+    return run
+
+
+def interleaved(fns, steps: int, pause: float = 0.3) -> np.ndarray:
+    """Seconds per call, ``steps`` rounds x len(fns), calling each function once a round.
+
+    Each call starts after a ``pause``: both runtimes keep their worker threads spinning
+    for a while after a step, which would otherwise take cores from the next call."""
+    for fn in fns:  # warm-up / compile
+        fn()
+        fn()
+    times = np.zeros((steps, len(fns)))
+    for i in range(steps):
+        for j, fn in enumerate(fns):
+            time.sleep(pause)
+            t = time.perf_counter()
+            fn()
+            times[i, j] = time.perf_counter() - t
+    return times
 
 
 def child(devices: int, parallel: str, name: str, steps: int) -> float:
@@ -145,10 +171,11 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in names:
         _, _, size, batch = CASES[name]
-        tj = child(1, "pmap", name, args.steps)
-        tt = torch_step_time(name, args.steps)
+        times = interleaved([camjax_step(name), torch_step(name)], args.steps)
+        tj, tt = np.median(times, axis=0)
+        ratio = np.median(times[:, 1] / times[:, 0])
         print(f"| {name} | {batch} x {size} | {batch / tj:.2f} | {batch / tt:.2f} | "
-              f"{tt / tj:.2f}x |", flush=True)  # fmt: skip
+              f"{ratio:.2f}x |", flush=True)  # fmt: skip
     name = "tiny_gap"
     _, _, size, batch = CASES[name]
     print(f"\n{name}, global batch {batch} x {size}: step time by simulated device count")
