@@ -165,12 +165,18 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_opt_out_and_failed_build_fall_back_to_xla(tmp_path):
+def test_plan_and_fallbacks(tmp_path):
     code = (
         "import warnings, jax.numpy as jnp; warnings.simplefilter('always');"
         "from camjax import native; from camjax.models import convolution as c;"
         "print('KERNELS', native.kernels() is None, c.plan(16, 16, jnp.float32))"
     )
+    if CAN_BUILD:
+        xla = convolution.Plan(False, False, False)
+        assert convolution.plan(16, 16, jnp.float32) == convolution.Plan(True, True, True)
+        assert convolution.plan(16, 16, jnp.float32, taps=1) == xla  # a matrix product
+        assert convolution.plan(16, 16, jnp.bfloat16) == xla
+        assert convolution.plan(512, 512, jnp.float32) == xla
     out = _python(code, CAMJAX_NATIVE="0")
     assert "KERNELS True Plan(forward=False, input_grad=False, weight_grad=False)" in out.stdout
     if not CAN_BUILD:

@@ -66,10 +66,12 @@ _INPUT_GRAD_MAX_CO = 64 * 128
 _WEIGHT_GRAD_MAX_CO = 256 * 256
 
 
-def plan(c: int, o: int, dtype: Any) -> Plan:
+def plan(c: int, o: int, dtype: Any, taps: int = 9) -> Plan:
     """The native/XLA choice for a stride-1 convolution with ``c`` input and ``o``
-    output channels (all XLA when the kernels are unavailable or ``dtype`` isn't f32)."""
-    if not native.available(dtype):
+    output channels and ``taps`` kernel positions (all XLA for 1x1 convolutions, which
+    XLA runs as plain matrix products, when the kernels are unavailable, or when
+    ``dtype`` isn't float32)."""
+    if taps == 1 or not native.available(dtype):
         return Plan(False, False, False)
     co = c * o
     return Plan(co <= _FORWARD_MAX_CO or c < 8, co <= _INPUT_GRAD_MAX_CO, co <= _WEIGHT_GRAD_MAX_CO)
@@ -206,6 +208,6 @@ def conv_general_dilated(
             precision=precision,
             preferred_element_type=preferred_element_type,
         )
-    how = plan(rhs.shape[2], rhs.shape[3], lhs.dtype)
+    how = plan(rhs.shape[2], rhs.shape[3], lhs.dtype, rhs.shape[0] * rhs.shape[1])
     lhs, rhs = native.vary_together(lhs, rhs)
     return _conv_s1(lhs, rhs, _explicit_padding(padding, lhs.shape, rhs.shape), how)
