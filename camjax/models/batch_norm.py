@@ -15,7 +15,10 @@ of ``axis_name`` when statistics are synchronised)::
 
 that is one reduction pass and one elementwise pass. ``sum_all`` adds the device sums
 with ``lax.psum`` when ``axis_name`` is set, which is the gradient autodiff gives for
-the ``pmean``-synchronised statistics.
+the ``pmean``-synchronised statistics. On CPUs with :mod:`camjax.native`, both
+reduction passes (the forward's ``sum(x)``, ``sum(x^2)`` and the backward's two sums,
+ReLU's mask included) are one-pass FFI kernels: XLA otherwise materialises ``xhat`` or
+``x - mean`` for its reductions, a full extra write and read of the activation.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ stride-1, ungrouped NHWC/HWIO float32 convolution runs on the CPU:
   forward pass, the input gradient (the forward kernel on the output gradient with the
   kernel flipped and transposed) and the weight gradient are direct convolutions
   called through the XLA FFI. XLA:CPU builds the weight gradient as a convolution whose
-  "kernel" is the whole image, which ran 2-3x slower than PyTorch's oneDNN and needed
+  "kernel" is the whole image, which ran up to 4x slower than PyTorch's oneDNN and needed
   transposed copies of both operands.
 * Without them (other CPUs, no compiler, ``CAMJAX_NATIVE=0``) the weight gradient is
   XLA's, but its two transposes sit inside a ``lax.cond`` (both branches the same
