@@ -5,8 +5,9 @@ Every other config starts from ``get_config()`` here and overrides fields only.
 
 Measured (``make demo`` on a fresh clone, 2 CPU cores with camjax's native kernels,
 data set generated first, 5 min 26 s for the whole demo): validation accuracy 0.964,
-MaxBoxAccV2 85.6 vs 31.1 for the centre-Gaussian baseline. With the plain one-conv-per-stage ``tiny_gap`` without
-BatchNorm the same schedule reached 0.934 after ~1000 steps on the loss plateau log(10).
+MaxBoxAccV2 85.6 vs 31.1 for the centre-Gaussian baseline. With the plain
+one-conv-per-stage ``tiny_gap`` without BatchNorm the same schedule reached 0.934 after
+~1000 steps on the loss plateau log(10).
 """
 
 import ml_collections
