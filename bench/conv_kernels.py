@@ -13,9 +13,9 @@ off (XLA) and on, and through PyTorch 2.13 (``conv2d``, ``grad.conv2d_input``,
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from train_throughput import _median_time  # bench/ is on sys.path when its scripts run
 
 LAYERS = {  # model: (batch, [(size, in channels, out channels)])
     "tiny_gap": (64, [(64, 3, 16), (64, 16, 16), (32, 16, 32), (32, 32, 32), (16, 32, 64),
@@ -28,13 +28,7 @@ PAD = ((1, 1), (1, 1))
 
 
 def _median_ms(fn, steps: int) -> float:
-    fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
+    return 1e3 * _median_time(fn, steps)
 
 
 def camjax_times(x, k, g, native: bool, steps: int) -> list[float]:

@@ -34,17 +34,11 @@ from jax import lax
 from camjax import native
 
 
-def _on_cpu(use_native: bool, native_fn, xla_fn, *args):
-    if not use_native:
-        return xla_fn(*args)
-    return lax.platform_dependent(*args, cpu=native_fn, default=xla_fn)
-
-
 def _stats(x32: jnp.ndarray, axis_name: str | None, use_native: bool):
     """Batch ``(mean, var)`` over all axes but the last (``pmean`` over ``axis_name``)."""
     axes = tuple(range(x32.ndim - 1))
     count = x32.size // x32.shape[-1]
-    sums = _on_cpu(
+    sums = native.on_cpu(
         use_native,
         lambda a: native.call("camjax_batch_stats", (2, a.shape[-1]), a),  # one pass
         lambda a: jnp.stack([a.sum(axes), (a * a).sum(axes)]),
@@ -103,7 +97,7 @@ def _bwd(epsilon, axis_name, dtype, relu, res, cts):
         return sums * jnp.stack([jnp.ones_like(r), r])
 
     use_native = native.available(x.dtype) and native.available(dy.dtype)
-    local = _on_cpu(use_native, by_native, by_xla, g, x32)
+    local = native.on_cpu(use_native, by_native, by_xla, g, x32)
     g = masked(g, x32)
     centred = x32 - mean
     xhat = centred * r

@@ -77,17 +77,10 @@ def plan(c: int, o: int, dtype: Any, taps: int = 9) -> Plan:
     return Plan(co <= _FORWARD_MAX_CO or c < 8, co <= _INPUT_GRAD_MAX_CO, co <= _WEIGHT_GRAD_MAX_CO)
 
 
-def _on_cpu(use_native: bool, native_fn, xla_fn, *args):
-    """``native_fn(*args)`` when lowering for CPU (if ``use_native``), else ``xla_fn``."""
-    if not use_native:
-        return xla_fn(*args)
-    return lax.platform_dependent(*args, cpu=native_fn, default=xla_fn)
-
-
 def _forward(x, w, padding, use_native: bool):
     (pt, _), (pl, _) = padding
     out_hw = jax.eval_shape(functools.partial(_plain, padding=padding), x, w).shape[1:3]
-    return _on_cpu(
+    return native.on_cpu(
         use_native,
         lambda a, b: _native_forward(a, b, pt, pl, out_hw),
         lambda a, b: _plain(a, b, padding),
@@ -109,7 +102,7 @@ def _input_grad(x, w, g, padding, use_native: bool):
     def by_xla(b, c):
         return jax.vjp(lambda a: _plain(a, b, padding), x)[1](c)[0]
 
-    return _on_cpu(use_native, by_native, by_xla, w, g)
+    return native.on_cpu(use_native, by_native, by_xla, w, g)
 
 
 def _weight_grad(x, w, g, padding, use_native: bool):
@@ -124,8 +117,10 @@ def _weight_grad(x, w, g, padding, use_native: bool):
         dw = lax.conv_general_dilated(a_t, c_k, (1, 1), padding, dimension_numbers=_NHWC)
         return jnp.transpose(dw, (1, 2, 0, 3))
 
-    by_native = lambda a, c: _native_weight_grad(a, c, w.shape, pt, pl)  # noqa: E731
-    return _on_cpu(use_native, by_native, by_xla, x, g).astype(w.dtype)
+    def by_native(a, c):
+        return _native_weight_grad(a, c, w.shape, pt, pl)
+
+    return native.on_cpu(use_native, by_native, by_xla, x, g).astype(w.dtype)
 
 
 def _fenced_transpose(v: jax.Array, perm: tuple[int, ...], pred: jax.Array) -> jax.Array:

@@ -36,6 +36,7 @@ _SOURCE = Path(__file__).with_name("conv_kernels.cc")
 TARGETS = ("camjax_conv_fwd", "camjax_conv_dw", "camjax_batch_stats", "camjax_batch_grad_stats")
 
 
+@functools.cache
 def _cpu_flags() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -62,7 +63,7 @@ def _build(cxx: str) -> Path:
             "-std=c++17",
             "-w",
             f"-I{jax.ffi.include_dir()}",
-        ],  # fmt: skip
+        ],
         suffix=".cc",
         key=f"{jaxlib.__version__} {_cpu_flags()}",
     )
@@ -94,6 +95,14 @@ def kernels() -> ctypes.CDLL | None:
 def available(dtype) -> bool:
     """Whether float arrays of ``dtype`` can take the native kernels here."""
     return dtype == np.float32 and kernels() is not None
+
+
+def on_cpu(use_native: bool, native_fn, xla_fn, *args):
+    """``native_fn(*args)`` when lowering for CPU (if ``use_native``), else ``xla_fn``:
+    ``lax.platform_dependent`` keeps GPU and TPU programs on XLA's ops."""
+    if not use_native:
+        return xla_fn(*args)
+    return lax.platform_dependent(*args, cpu=native_fn, default=xla_fn)
 
 
 def vary_together(*arrays: jax.Array) -> tuple[jax.Array, ...]:
