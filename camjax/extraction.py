@@ -29,7 +29,10 @@ _STATIC = (
     "normalization",
     "upsample_method",
     "num_boxes",
+    "map_resolution",
 )
+
+MAP_RESOLUTIONS: tuple[str, ...] = ("input", "feature")
 
 
 def map_boxes(maps: jax.Array, threshold: float) -> jax.Array:
@@ -53,6 +56,7 @@ def _extract(
     normalization: str,
     upsample_method: str,
     num_boxes: int,
+    map_resolution: str,
 ) -> dict[str, jax.Array]:
     s = split(model, variables, images, "head")
     logits = s.logits
@@ -63,11 +67,13 @@ def _extract(
         ids = jnp.concatenate([class_ids, gt_labels.astype(class_ids.dtype)[:, None]], axis=1)
     raw = CORES[method](model, variables, images, s, ids)
     maps = normalize(upsample(raw, images.shape[1:3], upsample_method), normalization)
+    # What is returned: the input-size maps, or the raw maps normalised where they live.
+    shown = maps if map_resolution == "input" else normalize(raw, normalization)
     out = {
         "logits": logits,
         "class_ids": class_ids.astype(jnp.int32),
         "probs": probs,
-        "maps": maps[:, :top_k],
+        "maps": shown[:, :top_k],
     }
     # One box call for the top maps and the GT map together.
     to_box = maps[:, :num_boxes]
@@ -80,7 +86,7 @@ def _extract(
     )
     out["boxes"] = boxes[:, :num_boxes]
     if gt_labels is not None:
-        out["gt_maps"] = maps[:, top_k:]
+        out["gt_maps"] = shown[:, top_k:]
         out["gt_boxes"] = boxes[:, num_boxes:]
     return out
 
@@ -97,6 +103,7 @@ def extract(
     normalization: str = "minmax",
     upsample_method: str = "bilinear",
     num_boxes: int | None = None,
+    map_resolution: str = "input",
 ) -> dict[str, jax.Array]:
     """Classify ``images`` and localise the top-k classes, in one jitted call.
 
@@ -112,6 +119,11 @@ def extract(
       normalization: ``"minmax"`` or ``"max"`` (:func:`camjax.cam.normalize`).
       upsample_method: ``"bilinear"`` or ``"bicubic"`` (:func:`camjax.cam.upsample`).
       num_boxes: box only the first ``num_boxes`` maps (default: all ``top_k``).
+      map_resolution: ``"input"`` returns ``maps``/``gt_maps`` upsampled to the input size;
+        ``"feature"`` returns them normalised at the method's own resolution
+        ``[B, k, h, w]`` (the feature map's; the input size for ``backprop``), which is
+        what a store of many maps wants. Boxes are computed on the input-size maps
+        either way, so they are the same for both.
 
     Returns:
       ``logits [B, C]``, ``class_ids [B, k]`` int32 (descending logit), ``probs [B, k]``
@@ -130,6 +142,8 @@ def extract(
         raise ValueError(
             f"upsample_method must be one of {UPSAMPLE_METHODS}, got {upsample_method!r}"
         )
+    if map_resolution not in MAP_RESOLUTIONS:
+        raise ValueError(f"map_resolution must be one of {MAP_RESOLUTIONS}, got {map_resolution!r}")
     images = jnp.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be [B, H, W, 3], got shape {tuple(images.shape)}")
@@ -166,7 +180,8 @@ def extract(
         normalization=normalization,
         upsample_method=upsample_method,
         num_boxes=num_boxes,
+        map_resolution=map_resolution,
     )
 
 
-__all__ = ["extract", "map_boxes"]
+__all__ = ["MAP_RESOLUTIONS", "extract", "map_boxes"]
