@@ -8,6 +8,7 @@ from PIL import Image
 
 from camjax.evaluation import evaluate_stream
 from camjax.evaluation.figures import write_figures
+from camjax.evaluation.runner import flat_view
 
 S = 16  # image side
 # Ground-truth boxes: image 0 top-left corner, image 1 the exact centre, image 2 bottom-right.
@@ -95,7 +96,7 @@ def evaluated():
         [b for b, _ in stream], predict, methods=("cam",), has_masks=True
     )
     assert calls == ["cam", "cam"]  # the centre baseline needs no network call
-    return results, samples
+    return flat_view(results), samples
 
 
 def test_classification_and_paper_localization_errors(evaluated):

@@ -18,9 +18,14 @@ class-aware errors.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 CENTRE_SIGMA_FRACTION = 0.25  # sigma as a fraction of the image side (see module doc)
+CENTRE_THRESHOLD = 0.2  # the paper's box threshold, as camjax.extract's default
 
 
 def centre_map(height: int, width: int) -> np.ndarray:
@@ -36,3 +41,34 @@ def centre_map(height: int, width: int) -> np.ndarray:
 def centre_maps(batch: int, num_maps: int, height: int, width: int) -> np.ndarray:
     """``[batch, num_maps, H, W]`` copies of :func:`centre_map` (a broadcast view)."""
     return np.broadcast_to(centre_map(height, width), (batch, num_maps, height, width))
+
+
+@functools.lru_cache(maxsize=8)
+def centre_box(height: int, width: int) -> np.ndarray:
+    """The centre map's box at :data:`CENTRE_THRESHOLD` (int32 ``[4]``, read-only)."""
+    from camjax.boxes import largest_component_box
+
+    one = np.ascontiguousarray(centre_map(height, width)[None, None])
+    box = np.array(np.asarray(largest_component_box(one, CENTRE_THRESHOLD))[0, 0], np.int32)
+    box.setflags(write=False)
+    return box
+
+
+def centre_prediction(first: Mapping[str, Any], image_hw: tuple[int, int]) -> dict[str, Any]:
+    """What a predictor returns for the centre baseline on a batch: the network's
+    classification (``first``: a network method's output for the same batch) with
+    centre maps for every class and their box at the paper's 20% threshold."""
+    class_ids = np.asarray(first["class_ids"])
+    b, k = class_ids.shape
+    h, w = image_hw
+    maps = centre_maps(b, k, h, w)
+    box = centre_box(h, w)
+    return {
+        "logits": first["logits"],
+        "class_ids": class_ids,
+        "probs": first["probs"],
+        "maps": maps,
+        "boxes": np.broadcast_to(box, (b, k, 4)),
+        "gt_maps": centre_maps(b, 1, h, w),
+        "gt_boxes": np.broadcast_to(box, (b, 1, 4)),
+    }

@@ -227,7 +227,8 @@ def write_figures(
         written.append(name)
     curves, thresholds = {}, {}
     for method, r in results["methods"].items():
-        curve = r.get("curve")
+        v2 = r.get("max_box_acc_v2")  # the metric's results, or (flat layout) its number
+        curve = v2.get("curve") if isinstance(v2, Mapping) else r.get("curve")
         if curve:
             curves[method] = curve["box_acc"]
             thresholds[method] = curve["cam_thresholds"]

@@ -1,33 +1,47 @@
-"""Streaming evaluation of CAM methods: every number of the paper's tables, one pass.
+"""The one streaming evaluation loop: every number of the paper's tables, one pass.
 
-``evaluate(config, workdir, ...)`` restores a trained model, streams the evaluation split
-through ``camjax.extract`` once per method, accumulates the metrics batch by batch
-(nothing but counts and a handful of figure examples is kept, so 50,000 ImageNet images
-never sit in memory), then writes ``report.json``, ``report.md`` and the PNGs.
-
-``evaluate_stream(batches, predict, ...)`` is the same loop on any iterator of batches and
-any ``predict(method, batch)``: tests drive it with hand-made maps and known answers.
+``evaluate_stream(batches, predict, ...)`` runs any ``predict(method, batch)`` over any
+iterator of batches, feeds the metrics named in ``config.eval.metrics`` (see
+:mod:`camjax.evaluation.registry`) batch by batch (nothing but counts and a handful of
+figure examples is kept, so 50,000 ImageNet images never sit in memory), and merges the
+counts of every process. Training's periodic evaluation (``camjax.train.evaluation``)
+and ``evaluate.py`` (:func:`evaluate`, which restores a checkpoint and writes
+``report.json``, ``report.md`` and the PNGs) both go through it.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from camjax.evaluation.centre import centre_maps
-from camjax.evaluation.scores import MethodScores, classification_counts
+from camjax.evaluation import registry
+from camjax.evaluation.centre import centre_prediction
 
 Predict = Callable[[str, Mapping[str, np.ndarray]], Mapping[str, Any]]
 
 NUM_FIGURE_EXAMPLES = 8
+# Every built-in metric: the paper's Table 2 and the WSOL protocol of Choe et al.
+DEFAULT_METRICS = ("loc_error", "heuristic", "gt_known", "max_box_acc", "max_box_acc_v2", "pxap")
 
 
-def _np(x: Any) -> np.ndarray:
-    return np.asarray(x)
+def classification_counts(
+    logits: np.ndarray, labels: np.ndarray, valid: np.ndarray
+) -> tuple[int, int, int]:
+    """``(top-1 right, top-5 right, count)`` over the valid rows of a batch.
+
+    Ties in the logits rank the lower class id first (``argsort`` is stable on ``-z``).
+    """
+    logits = np.asarray(logits)
+    k = min(5, logits.shape[-1])
+    order = np.argsort(-logits, axis=-1, kind="stable")[:, :k]
+    hit = order == np.asarray(labels)[:, None]
+    valid = np.asarray(valid, bool)
+    return int(hit[:, 0][valid].sum()), int(hit.any(-1)[valid].sum()), int(valid.sum())
 
 
 class _FigureSample:
@@ -38,22 +52,43 @@ class _FigureSample:
         self.items: list[dict[str, Any]] = []
 
     def add(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> None:
-        valid = _np(batch.get("valid", np.ones(len(batch["label"]), bool)))
-        for i in np.flatnonzero(valid):
-            if len(self.items) >= self.limit:
-                return
+        if len(self.items) >= self.limit or "bboxes" not in batch:
+            return
+        valid = np.asarray(batch.get("valid", np.ones(len(batch["label"]), bool)))
+        for i in np.flatnonzero(valid)[: self.limit - len(self.items)]:
             self.items.append(
                 {
-                    "image": _np(batch["image"][i]),
+                    "image": np.asarray(batch["image"][i]),
                     "label": int(batch["label"][i]),
-                    "bboxes": _np(batch["bboxes"][i]),
-                    "bbox_valid": _np(batch["bbox_valid"][i]),
-                    "class_ids": _np(out["class_ids"][i]),
-                    "probs": _np(out["probs"][i]),
-                    "maps": _np(out["maps"][i]),
-                    "boxes": _np(out["boxes"][i]),
+                    "bboxes": np.asarray(batch["bboxes"][i]),
+                    "bbox_valid": np.asarray(batch["bbox_valid"][i]),
+                    "class_ids": np.asarray(out["class_ids"][i]),
+                    "probs": np.asarray(out["probs"][i]),
+                    "maps": np.asarray(out["maps"][i]),
+                    "boxes": np.asarray(out["boxes"][i]),
                 }
             )
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """``obj`` of every process, in process order (``[obj]`` on one process).
+
+    Pickled, padded to the longest and all-gathered as bytes: two small collectives and
+    no host callback, whatever the metric keeps.
+    """
+    import jax
+
+    if jax.process_count() == 1:
+        return [obj]
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(pickle.dumps(obj), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int64)))
+    sizes = sizes.reshape(-1)
+    buf = np.zeros(int(sizes.max()), np.uint8)
+    buf[: data.size] = data
+    everyone = np.asarray(multihost_utils.process_allgather(buf))
+    return [pickle.loads(everyone[i, : int(n)].tobytes()) for i, n in enumerate(sizes)]
 
 
 def evaluate_stream(
@@ -61,11 +96,15 @@ def evaluate_stream(
     predict: Predict,
     *,
     methods: Sequence[str] = ("cam",),
+    metrics: Sequence[str] = DEFAULT_METRICS,
     include_centre: bool = True,
     has_masks: bool = False,
     cam_thresholds: np.ndarray | None = None,
+    score_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    options: Mapping[str, Any] | None = None,
     num_figure_examples: int = NUM_FIGURE_EXAMPLES,
     progress: Callable[[int], None] | None = None,
+    all_processes: bool = False,
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """Evaluate ``methods`` over ``batches``; return ``(results, figure_samples)``.
 
@@ -76,40 +115,57 @@ def evaluate_stream(
     ``gt_maps [B,1,H,W]``, ``gt_boxes [B,1,4]``. Classification error comes from the
     first method's logits (every method shares the network). The centre baseline uses the
     same predicted classes with :func:`camjax.evaluation.centre.centre_maps`.
-    ``cam_thresholds``: the MaxBoxAcc/PxAP grid (default 0.00..0.99, step 0.01).
+
+    ``metrics``: registry names; one metric per name and method, skipping those whose
+    ``needs`` the data lacks (no boxes, no masks, no ``score_fn``). Results go to
+    ``results["methods"][method][name]``. ``cam_thresholds``: the MaxBoxAcc/PxAP grid
+    (default 0.00..0.99, step 0.01). ``all_processes``: each process gave its own share
+    of the split; counts are summed over processes (every process gets the totals).
     """
     from camjax.boxes import HEURISTIC_LOOSE, HEURISTIC_TIGHT
 
+    specs = [registry.get(n) for n in dict.fromkeys(registry.check_names(metrics))]
     # The centre baseline borrows a network method's classes, so it always comes last.
     names = [m for m in dict.fromkeys(methods) if m != "centre"]
     if not names:
         raise ValueError("evaluate_stream needs at least one method besides 'centre'")
     names += ["centre"] if include_centre or "centre" in methods else []
-    scores: dict[str, MethodScores] = {}
+    state: dict[str, dict[str, registry.Metric]] | None = None
     samples = {m: _FigureSample(num_figure_examples) for m in names}
-    top1 = top5 = count = 0
+    counts = np.zeros(3, np.int64)  # top-1 right, top-5 right, examples
     t0 = time.perf_counter()
     for batch in batches:
-        labels = _np(batch["label"])
-        valid = _np(batch.get("valid", np.ones(len(labels), bool))).astype(bool)
+        labels = np.asarray(batch["label"])
+        valid = np.asarray(batch.get("valid", np.ones(len(labels), bool)), bool)
+        hw = tuple(int(s) for s in np.shape(batch["image"])[1:3])
+        if state is None:
+            ctx = registry.MetricContext(
+                image_hw=hw,
+                has_masks=has_masks,
+                cam_thresholds=cam_thresholds,
+                score_fn=score_fn,
+                options=dict(options or {}),
+            )
+            have = {"has_boxes": "bboxes" in batch, "has_masks": has_masks and "mask" in batch}
+            used = [
+                s for s in specs if registry.available(s, has_score_fn=score_fn is not None, **have)
+            ]
+            state = {m: {s.name: s.factory(ctx) for s in used} for m in names}
         first = None
         for m in names:
-            if m == "centre":
-                out = _centre_prediction(first, batch)
-            else:
-                out = predict(m, batch)
+            out = centre_prediction(first, hw) if m == "centre" else predict(m, batch)
             if first is None:
                 first = out
-                c1, c5, n = classification_counts(_np(out["logits"]), labels, valid)
-                top1, top5, count = top1 + c1, top5 + c5, count + n
-            if m not in scores:
-                hw = tuple(_np(batch["image"]).shape[1:3])
-                scores[m] = MethodScores(has_masks, cam_thresholds, hw)
-            scores[m].update(batch, out)
+                counts += classification_counts(np.asarray(out["logits"]), labels, valid)
+            for metric in state[m].values():
+                metric.update(batch, out)
             samples[m].add(batch, out)
         if progress is not None:
             progress(int(valid.sum()))
-    if count == 0:
+    if all_processes:
+        counts, state = _merge_processes(counts, state)
+    top1, top5, count = (int(c) for c in counts)
+    if count == 0 or not state:
         raise ValueError("the evaluation stream held no valid example")
     seconds = time.perf_counter() - t0
     results = {
@@ -118,30 +174,44 @@ def evaluate_stream(
             "top1_error": 100.0 * (1 - top1 / count),
             "top5_error": 100.0 * (1 - top5 / count),
         },
-        "methods": {m: scores[m].result() for m in names},
+        "metrics": list(state[names[0]]),
+        "methods": {m: {k: v.result() for k, v in state[m].items()} for m in names},
         "heuristic_thresholds": {"tight": HEURISTIC_TIGHT, "loose": HEURISTIC_LOOSE},
         "timing": {"seconds": seconds, "images_per_s": count / max(seconds, 1e-9)},
     }
     return results, {m: s.items for m, s in samples.items()}
 
 
-def _centre_prediction(first: Mapping[str, Any], batch: Mapping[str, Any]) -> dict:
-    from camjax.boxes import largest_component_box
+def _merge_processes(counts, state):
+    everyone = gather_objects((counts, state))
+    if len(everyone) == 1:
+        return counts, state
+    counts = sum(c for c, _ in everyone)
+    merged = everyone[0][1]
+    for _, other in everyone[1:]:
+        if merged is None:
+            merged = other
+        elif other is not None:
+            for m, per_method in merged.items():
+                for name, metric in per_method.items():
+                    metric.merge(other[m][name])
+    return counts, merged
 
-    class_ids = _np(first["class_ids"])
-    b, k = class_ids.shape
-    h, w = _np(batch["image"]).shape[1:3]
-    maps = centre_maps(b, k, h, w)
-    box = _np(largest_component_box(np.ascontiguousarray(maps[:1, :1]), 0.2))[0, 0]
-    return {
-        "logits": first["logits"],
-        "class_ids": class_ids,
-        "probs": first["probs"],
-        "maps": maps,
-        "boxes": np.broadcast_to(box, (b, k, 4)),
-        "gt_maps": centre_maps(b, 1, h, w),
-        "gt_boxes": np.broadcast_to(box, (b, 1, 4)),
-    }
+
+def flat_view(results: Mapping[str, Any]) -> dict[str, Any]:
+    """``results`` with each method's metric results also merged into one flat dict.
+
+    The per-metric layout is ``methods[m][metric][key]``; report.py reads
+    ``methods[m][key]`` until it is generic over ``MetricSpec.columns``.
+    """
+    methods = {}
+    for m, per in results["methods"].items():
+        flat: dict[str, Any] = {}
+        for r in per.values():
+            if isinstance(r, Mapping):
+                flat.update(r)
+        methods[m] = {**per, **flat}  # a metric named like its key: the flat value wins
+    return {**results, "methods": methods}
 
 
 def evaluate(
@@ -158,40 +228,47 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate the model trained in ``workdir`` (or ``checkpoint``) on ``split``.
 
-    Writes ``report.json``, ``report.md`` and the PNGs into ``workdir``, prints the
-    tables when ``verbose``, and returns the results dict (see ``report.py``). In a
-    multi-process run every process evaluates the whole split on its own devices and
-    only process 0 writes (simple and correct; not faster than one host).
+    ``config`` gives the data set and ``config.eval`` (``None``: the config saved in the
+    checkpoint). Writes ``report.json``, ``report.md`` and the PNGs into ``workdir``,
+    prints the tables when ``verbose``, and returns the results dict. In a multi-process
+    run every process evaluates the whole split on its own devices and only process 0
+    writes (simple and correct; not faster than one host).
     """
     import jax
 
+    from camjax import data
     from camjax.evaluation.figures import write_figures
     from camjax.evaluation.loading import load_trained
     from camjax.evaluation.report import format_markdown, write_report
     from camjax.metrics import default_cam_thresholds
     from camjax.saliency import METHODS
 
+    workdir = os.path.abspath(workdir)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(sorted(METHODS))}")
     loaded = load_trained(config, workdir, checkpoint=checkpoint)
-    info = loaded.info
+    config = loaded.config
+    metric_names = registry.check_names(config.eval.get("metrics", DEFAULT_METRICS))
+    info = data.info(config.data)
     bs = int(batch_size or config.eval.batch_size)
     batches = loaded.eval_batches(split, bs, max_examples=max_examples)
-    predict = loaded.predictor(top_k=min(5, info.num_classes))
+    predict = loaded.predictor(top_k=min(5, len(loaded.class_names)))
     results, samples = evaluate_stream(
         batches,
         predict,
         methods=methods,
+        metrics=metric_names,
         has_masks=bool(info.has_masks),
         cam_thresholds=default_cam_thresholds(1.0 / int(config.eval.cam_threshold_steps)),
+        options=config.eval.to_dict(),
         progress=_printer(info.num_examples.get(split), verbose),
     )
     results.update(
         model=config.model.name,
         dataset=config.data.name,
         split=split,
-        image_size=int(config.data.image_size),
+        image_size=int(loaded.image_size),
         checkpoint=loaded.checkpoint_name,
         has_masks=bool(info.has_masks),
         units="percent",
@@ -200,9 +277,10 @@ def evaluate(
         return results
     if figures:
         results["figures"] = write_figures(workdir, results, samples, loaded.class_names)
-    write_report(results, workdir)
+    view = flat_view(results)
+    write_report(view, workdir)
     if verbose:
-        print("\n" + format_markdown(results))
+        print("\n" + format_markdown(view))
         print(f"report: {os.path.join(workdir, 'report.md')}")
     return results
 

@@ -1,0 +1,28 @@
+"""The parts of an evaluation batch that the metrics read, as numpy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+TABLE_LOC = "Localization error (layout of Zhou et al. 2016, Table 2)"
+TABLE_WSOL = "WSOL accuracy (protocol of Choe et al. 2020)"
+IOU_LOC = 0.5  # the paper's (and ILSVRC's) localization criterion
+
+
+def valid(batch: Mapping[str, Any]) -> np.ndarray:
+    """``[B]`` bool: False marks padding rows, which are never counted."""
+    n = len(batch["label"])
+    return np.asarray(batch.get("valid", np.ones(n, bool)), bool)
+
+
+def gt(batch: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(bboxes [B,G,4], bbox_valid [B,G])`` of the batch."""
+    return np.asarray(batch["bboxes"]), np.asarray(batch["bbox_valid"])
+
+
+def gt_maps(out: Mapping[str, Any]) -> np.ndarray:
+    """``[B, H, W]``: the ground-truth class's map of each image."""
+    return np.asarray(out["gt_maps"])[:, 0]

@@ -1,0 +1,107 @@
+"""The evaluation metric registry: a metric is one file plus a config name.
+
+A metric module under ``camjax/evaluation/metrics/`` defines a class with ``update``,
+``result`` and ``merge`` (:class:`Metric`) and registers a :class:`MetricSpec` under its
+name; ``config.eval.metrics`` lists the names to compute. The one evaluation loop
+(:func:`camjax.evaluation.runner.evaluate_stream`) creates one metric per name and
+method (:func:`create`), feeds it every batch with the predictor's output, merges the
+counts of every process, and stores ``result()`` under
+``results["methods"][method][name]``; the report lays each spec's ``columns`` out under
+its ``table`` heading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+NEEDS = frozenset({"boxes", "masks", "score_fn"})
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricContext:
+    """What a metric may need to know before its first batch."""
+
+    image_hw: tuple[int, int]  # model input size of the eval batches
+    has_masks: bool = False
+    cam_thresholds: np.ndarray | None = None  # MaxBoxAcc/PxAP grid (None: 0.00..0.99)
+    # images [B,H,W,3] (normalised for the model) -> softmax probabilities [B,C]; jitted.
+    score_fn: Callable[[np.ndarray], np.ndarray] | None = None
+    options: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )  # config.eval as a plain dict
+
+
+class Metric(Protocol):
+    """Running counts of one metric for one method over a stream of batches."""
+
+    def update(self, batch: Mapping[str, np.ndarray], out: Mapping[str, Any]) -> None: ...
+
+    def result(self) -> dict[str, Any]: ...  # plain floats / lists, percent where a rate
+
+    def merge(self, other: Metric) -> None: ...  # add another host's/shard's counts
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric: how to build it and where its numbers go in the report."""
+
+    name: str
+    factory: Callable[[MetricContext], Metric]
+    table: str  # report table heading the columns go under
+    columns: tuple[tuple[str, str], ...]  # (result key, column header) shown in report.md
+    needs: frozenset[str] = frozenset()  # subset of NEEDS
+    description: str = ""  # one sentence under the table: formula + paper
+
+    def __post_init__(self):
+        unknown = set(self.needs) - NEEDS
+        if unknown:
+            raise ValueError(f"metric {self.name!r} needs unknown inputs {sorted(unknown)}")
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register(spec: MetricSpec) -> MetricSpec:
+    """Add ``spec`` to :data:`METRICS`; a second metric of the same name is an error."""
+    if spec.name in METRICS:
+        raise ValueError(f"metric {spec.name!r} is already registered")
+    METRICS[spec.name] = spec
+    return spec
+
+
+def _load() -> None:
+    import camjax.evaluation.metrics  # noqa: F401  (registers the built-in metrics)
+
+
+def get(name: str) -> MetricSpec:
+    """The spec registered as ``name``; ``ValueError`` listing the known names."""
+    _load()
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
+    return METRICS[name]
+
+
+def check_names(names: Any) -> tuple[str, ...]:
+    """``names`` as a tuple of known metric names (``ValueError`` on an unknown one)."""
+    if isinstance(names, str):
+        names = tuple(n for n in names.split(",") if n)
+    names = tuple(str(n) for n in names)
+    for n in names:
+        get(n)
+    return names
+
+
+def create(name: str, ctx: MetricContext) -> Metric:
+    """A fresh metric ``name`` for one method; ``ValueError`` listing the known names."""
+    return get(name).factory(ctx)
+
+
+def available(spec: MetricSpec, *, has_boxes: bool, has_masks: bool, has_score_fn: bool) -> bool:
+    """Whether the data and predictor give everything ``spec`` needs."""
+    have = {"boxes": has_boxes, "masks": has_masks, "score_fn": has_score_fn}
+    return all(have[n] for n in spec.needs)
