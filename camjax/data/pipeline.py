@@ -28,16 +28,16 @@ from camjax.data import cub, imagenet, preprocess, shapes
 from camjax.data.source import Source
 
 
-def _hide_accelerators_from_tensorflow() -> None:
-    # TensorFlow would otherwise grab GPU memory that JAX needs; it only feeds the host.
+def keep_tensorflow_on_host() -> None:
+    """Hide GPUs and TPUs from TensorFlow, which only decodes input here: otherwise it would
+    take accelerator memory that JAX needs. Called when a pipeline is built (never at
+    import); a no-op once TensorFlow has initialised its devices."""
     for kind in ("GPU", "TPU"):
         try:
             tf.config.set_visible_devices([], kind)
         except (RuntimeError, ValueError):  # already initialised, or no such device type
             pass
 
-
-_hide_accelerators_from_tensorflow()
 
 # data_cfg.name -> Source.
 SOURCES: dict[str, Source] = {
@@ -64,6 +64,7 @@ def _source(data_cfg) -> Source:
 
 def info(data_cfg) -> DatasetInfo:
     """Classes, input side, examples per split, whether masks exist (prepares if needed)."""
+    keep_tensorflow_on_host()
     src = _source(data_cfg)
     b = src.builder(data_cfg)
     sizes = src.split_sizes(data_cfg)
@@ -185,6 +186,7 @@ def train_iterator(
     Yields dicts of numpy arrays ``image, label, bboxes, bbox_valid[, mask]`` with leading
     axis ``global_batch_size // process_count``.
     """
+    keep_tensorflow_on_host()
     pi, pc = _process(process_index, process_count)
     batch = _local_batch(global_batch_size, pc)
     if start_step < 0:
@@ -290,6 +292,7 @@ def eval_iterator(
     Every process yields ``ceil(max_p n_p / B)`` batches, ``n_p`` its slice's size, so
     collective steps line up across hosts.
     """
+    keep_tensorflow_on_host()
     pi, pc = _process(process_index, process_count)
     batch = _local_batch(global_batch_size, pc)
     src = _source(data_cfg)
