@@ -1,12 +1,11 @@
-"""camjax: Class Activation Mapping (Zhou et al., CVPR 2016) in JAX/Flax."""
+"""camjax: Class Activation Mapping (Zhou et al., CVPR 2016) in JAX/Flax.
 
-from camjax import xla_cpu
+Importing camjax changes no process state: no XLA flag, environment variable, ``sys.path``
+entry or ``jax.config`` option is set here or in any submodule.
+"""
 
-xla_cpu.apply()  # before anything below can start a JAX backend
-
-
-from camjax import models  # noqa: E402
-from camjax.extraction import extract  # noqa: E402
+from camjax import models
+from camjax.extraction import extract
 
 __all__ = ["extract", "models"]
 __version__ = "0.1.0"

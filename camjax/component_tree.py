@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from camjax import labeling
-from camjax.native import compiler
+from camjax import shared_library
 
 # The C kernel ships beside this module; compiled on first use (see _native).
 C_SOURCE = (importlib.resources.files("camjax") / "component_tree.c").read_text()
@@ -53,7 +53,7 @@ def _native() -> ctypes.CDLL | None:
     """Compile (once per source version, cached on disk) and load the C kernel, or None."""
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     try:
-        lib = ctypes.CDLL(str(compiler.shared_library(C_SOURCE, "component_tree", cc, ["-O3"])))
+        lib = ctypes.CDLL(str(shared_library.build(C_SOURCE, "component_tree", cc, ["-O3"])))
     except (OSError, RuntimeError, subprocess.SubprocessError):
         return None
     fn = lib.component_tree_boxes

@@ -5,10 +5,12 @@ no squeeze-excitation, ReLU6, BN eps 1e-3, TF "same" padding) with the parameter
 ``efficientnet_pytorch``, so that the shipped state dict loads into it strictly.
 """
 
+import functools
 import importlib.util
 import math
 import os
 
+import flax.linen as linen
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -270,9 +272,16 @@ def test_drop_connect_drops_whole_residual_branches():
     ``branch = y0 - x`` from the same block with rate 0 (same batch statistics)."""
     stage = LITE0_STAGES[1]  # expand 6, 3x3
     x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 8, 8, 24)), jnp.float32)
-    block = MBConv(24, stage, stride=1, drop_rate=0.5)
+    conv = functools.partial(linen.Conv, use_bias=False)
+
+    def norm(train):
+        return functools.partial(
+            linen.BatchNorm, use_running_average=not train, momentum=0.99, epsilon=1e-3
+        )
+
+    block = MBConv(24, stage, 1, conv, norm(True), drop_rate=0.5)
     v = block.init(jax.random.key(0), x)
-    y0, _ = MBConv(24, stage, stride=1).apply(v, x, train=True, mutable=["batch_stats"])
+    y0, _ = MBConv(24, stage, 1, conv, norm(True)).apply(v, x, train=True, mutable=["batch_stats"])
     y, upd = block.apply(
         v, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(3)}
     )
@@ -282,6 +291,7 @@ def test_drop_connect_drops_whole_residual_branches():
     assert (dropped ^ kept).all()
     assert 0 < dropped.sum() < 16  # P(all 16 alike) = 2 * 0.5**16
     # Eval: no rng needed, and the branch is never dropped.
-    np.testing.assert_allclose(block.apply(v, x), MBConv(24, stage, stride=1).apply(v, x))
+    evaluated = MBConv(24, stage, 1, conv, norm(False), drop_rate=0.5).apply(v, x)
+    np.testing.assert_allclose(evaluated, MBConv(24, stage, 1, conv, norm(False)).apply(v, x))
     # Training moves the running statistics: momentum 0.99 from mean 0 gives 0.01 * mean.
     assert np.abs(upd["batch_stats"]["_bn0"]["mean"]).max() > 0

@@ -260,15 +260,28 @@ def test_batchnorm_train_updates_stats_eval_does_not(googlenet32):
 def test_synchronised_batchnorm_under_pmap_equals_global_batch():
     # One ResNet bottleneck (with its downsample branch) on 8 simulated devices, 2 images
     # each: with bn_axis_name the statistics are those of all 16 images; without, device 0's.
+    import functools
+
+    import flax.linen as nn
+
     from camjax.models.resnet import Bottleneck
 
     n = jax.local_device_count()
     x = jax.random.normal(jax.random.key(5), (n, 2, 6, 6, 8))
-    synced, local = (Bottleneck(4, stride=2, bn_axis_name=a) for a in ("batch", None))
+    conv = functools.partial(nn.Conv, use_bias=False)
+    synced, local = (
+        Bottleneck(
+            4,
+            conv,
+            functools.partial(nn.BatchNorm, use_running_average=False, axis_name=a),
+            stride=2,
+        )
+        for a in ("batch", None)
+    )
     variables = jax.jit(local.init)(jax.random.key(6), x[0])
 
     def train(module):
-        return lambda v, xs: module.apply(v, xs, train=True, mutable=["batch_stats"])
+        return lambda v, xs: module.apply(v, xs, mutable=["batch_stats"])
 
     (y_sync, s_sync) = jax.pmap(train(synced), axis_name="batch", in_axes=(None, 0))(variables, x)
     y_all, s_all = jax.jit(train(local))(variables, x.reshape(-1, *x.shape[2:]))

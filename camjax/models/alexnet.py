@@ -21,9 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.head import CAMHead, CAMNet
-from camjax.models.layers import conv
-from camjax.models.pooling import max_pool
+from camjax.models.head import CAMHead, CAMNet, ModuleDef
 
 # (torchvision ``features`` index, out channels, kernel, stride, padding); a 3x3/2 max-pool
 # (floor mode) follows conv1 and conv2.
@@ -45,17 +43,19 @@ class AlexNetBackbone(nn.Module):
     """torchvision AlexNet conv1 .. conv5 (+ReLU): ``[B, 224, 224, 3] -> [B, 13, 13, 256]``."""
 
     dtype: Any = jnp.float32
+    conv: ModuleDef = nn.Conv
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         del train  # no batch statistics in AlexNet
         x = x.astype(self.dtype)
         for index, width, k, stride, pad in ALEXNET_CONVS:
-            strides = (stride, stride)
-            x = conv(width, k, f"features_{index}", self.dtype, strides=strides, padding=pad)(x)
+            x = self.conv(
+                width, (k, k), (stride, stride), pad, dtype=self.dtype, name=f"features_{index}"
+            )(x)
             x = nn.relu(x)
             if index in _POOL_AFTER:
-                x = max_pool(x, (3, 3), (2, 2))
+                x = nn.max_pool(x, (3, 3), (2, 2))
         return x
 
 

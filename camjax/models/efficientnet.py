@@ -19,6 +19,7 @@ batch``): TF's 0.99 is PyTorch's 0.01.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -26,8 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from camjax.models.head import CAMHead, CAMNet
-from camjax.models.layers import batch_norm
+from camjax.models.head import CAMHead, CAMNet, ModuleDef
 
 BN_EPSILON = 1e-3  # the TF EfficientNet-Lite reference
 
@@ -60,47 +60,36 @@ class MBConv(nn.Module):
     ``y = BN(W_p * relu6(BN(DW_k,s * relu6(BN(W_e * x)))))``, plus ``x`` when the stride is
     1 and the widths match; in training the residual branch is dropped per example with
     probability ``drop_rate`` (stochastic depth, "drop connect") and rescaled by
-    ``1 / (1 - drop_rate)``, using the ``"dropout"`` rng.
+    ``1 / (1 - drop_rate)``, using the ``"dropout"`` rng. ``conv`` and ``norm`` come
+    ready-configured from the backbone (dtype, no bias, train mode).
     """
 
     in_features: int
     stage: Stage
     stride: int
+    conv: ModuleDef
+    norm: ModuleDef
     drop_rate: float = 0.0
-    bn_axis_name: str | None = None
-    bn_momentum: float = 0.99
-    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        bn = lambda name: batch_norm(
-            name, train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype
-        )
         inputs = x
         hidden = self.in_features * self.stage.expand_ratio
         k = self.stage.kernel_size
         if self.stage.expand_ratio != 1:
-            x = nn.Conv(hidden, (1, 1), use_bias=False, dtype=self.dtype, name="_expand_conv")(x)
-            x = nn.relu6(bn("_bn0")(x))
-        x = nn.Conv(
+            x = self.conv(hidden, (1, 1), name="_expand_conv")(x)
+            x = nn.relu6(self.norm(name="_bn0")(x))
+        x = self.conv(
             hidden,
             (k, k),
             strides=self.stride,
             padding="SAME",
             feature_group_count=hidden,
-            use_bias=False,
-            dtype=self.dtype,
             name="_depthwise_conv",
         )(x)
-        x = nn.relu6(bn("_bn1")(x))
-        x = nn.Conv(
-            self.stage.out_features,
-            (1, 1),
-            use_bias=False,
-            dtype=self.dtype,
-            name="_project_conv",
-        )(x)
-        x = bn("_bn2")(x)
+        x = nn.relu6(self.norm(name="_bn1")(x))
+        x = self.conv(self.stage.out_features, (1, 1), name="_project_conv")(x)
+        x = self.norm(name="_bn2")(x)
         if self.stride == 1 and self.in_features == self.stage.out_features:
             if train and self.drop_rate > 0.0:
                 keep = 1.0 - self.drop_rate
@@ -125,23 +114,23 @@ class EfficientNetLiteBackbone(nn.Module):
     bn_axis_name: str | None = None
     bn_momentum: float = 0.99
     dtype: Any = jnp.float32
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = nn.BatchNorm
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        bn = lambda name: batch_norm(
-            name, train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype
+        conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype)
+        norm = functools.partial(
+            self.norm,
+            use_running_average=not train,
+            momentum=self.bn_momentum,
+            epsilon=BN_EPSILON,
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
         )
         x = x.astype(self.dtype)
-        x = nn.Conv(
-            self.stem_features,
-            (3, 3),
-            strides=2,
-            padding="SAME",
-            use_bias=False,
-            dtype=self.dtype,
-            name="_conv_stem",
-        )(x)
-        x = nn.relu6(bn("_bn0")(x))
+        x = conv(self.stem_features, (3, 3), strides=2, padding="SAME", name="_conv_stem")(x)
+        x = nn.relu6(norm(name="_bn0")(x))
         num_blocks = sum(s.repeats for s in self.stages)
         in_features, i = self.stem_features, 0
         for stage in self.stages:
@@ -150,17 +139,14 @@ class EfficientNetLiteBackbone(nn.Module):
                     in_features,
                     stage,
                     stage.stride if r == 0 else 1,
+                    conv,
+                    norm,
                     drop_rate=self.drop_connect_rate * i / num_blocks,
-                    bn_axis_name=self.bn_axis_name,
-                    bn_momentum=self.bn_momentum,
-                    dtype=self.dtype,
                     name=f"_blocks_{i}",
                 )(x, train=train)
                 in_features, i = stage.out_features, i + 1
-        x = nn.Conv(
-            self.head_features, (1, 1), use_bias=False, dtype=self.dtype, name="_conv_head"
-        )(x)
-        return nn.relu6(bn("_bn1")(x))
+        x = conv(self.head_features, (1, 1), name="_conv_head")(x)
+        return nn.relu6(norm(name="_bn1")(x))
 
 
 def efficientnet_lite0_gap(

@@ -19,6 +19,7 @@ ImageNet mean/std are mapped to ``(x - 0.5) / 0.5`` in [0, 1] pixel units. Set
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -26,9 +27,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.head import CAMHead, CAMNet
-from camjax.models.layers import batch_norm, conv
-from camjax.models.pooling import max_pool
+from camjax.models.head import CAMHead, CAMNet, ModuleDef
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,57 +65,49 @@ def max_pool_ceil(x: jnp.ndarray, window: int, stride: int) -> jnp.ndarray:
         if out < 1:
             raise ValueError(f"ceil-mode max-pool {window}x{window}/{stride} got side {n} < 2")
         pads.append((0, max(0, (out - 1) * stride + window - n)))
-    return max_pool(x, (window, window), (stride, stride), padding=pads)
+    return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
 
 
 class BasicConv2d(nn.Module):
-    """torchvision ``BasicConv2d``: conv (no bias) -> BN (eps 1e-3) -> ReLU."""
+    """torchvision ``BasicConv2d``: conv (no bias) -> BN (eps 1e-3) -> ReLU.
+
+    ``conv`` and ``norm`` come ready-configured from the backbone (dtype, train mode).
+    """
 
     features: int
+    conv: ModuleDef
+    norm: ModuleDef
     kernel: int = 1
     stride: int = 1
     padding: int = 0
-    bn_axis_name: str | None = None
-    bn_momentum: float = 0.9
-    dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         k, s = self.kernel, self.stride
-        x = conv(
-            self.features,
-            k,
-            "conv",
-            self.dtype,
-            strides=(s, s),
-            padding=self.padding,
-            use_bias=False,
-        )(x)
-        bn = batch_norm("bn", train, self.bn_axis_name, self.bn_momentum, 1e-3, self.dtype, True)
-        return bn(x)  # ReLU fused into the batch norm
+        x = self.conv(self.features, (k, k), (s, s), self.padding, name="conv")(x)
+        return nn.relu(self.norm(name="bn")(x))
 
 
 class Inception(nn.Module):
     """Four branches concatenated on channels: 1x1 | 1x1->3x3 | 1x1->3x3 | pool->1x1."""
 
     channels: Sequence[int]  # ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj
-    bn_axis_name: str | None = None
-    bn_momentum: float = 0.9
-    dtype: Any = jnp.float32
+    conv: ModuleDef
+    norm: ModuleDef
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         c1, c3r, c3, c5r, c5, cp = self.channels
-        kw = dict(bn_axis_name=self.bn_axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype)
-        b1 = BasicConv2d(c1, name="branch1", **kw)(x, train)
-        b2 = BasicConv2d(c3r, name="branch2_0", **kw)(x, train)
-        b2 = BasicConv2d(c3, 3, padding=1, name="branch2_1", **kw)(b2, train)
-        b3 = BasicConv2d(c5r, name="branch3_0", **kw)(x, train)
+        block = functools.partial(BasicConv2d, conv=self.conv, norm=self.norm)
+        b1 = block(c1, name="branch1")(x)
+        b2 = block(c3r, name="branch2_0")(x)
+        b2 = block(c3, kernel=3, padding=1, name="branch2_1")(b2)
+        b3 = block(c5r, name="branch3_0")(x)
         # torchvision uses a 3x3 kernel in the "5x5" branch; its weights need that.
-        b3 = BasicConv2d(c5, 3, padding=1, name="branch3_1", **kw)(b3, train)
+        b3 = block(c5, kernel=3, padding=1, name="branch3_1")(b3)
         # 3x3/1 pad 1 ceil-mode pool keeps the size; pads count as -inf.
-        b4 = max_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)))
-        b4 = BasicConv2d(cp, name="branch4_1", **kw)(b4, train)
+        b4 = nn.max_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)))
+        b4 = block(cp, name="branch4_1")(b4)
         return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
 
@@ -127,6 +118,8 @@ class GoogLeNetBackbone(nn.Module):
     bn_momentum: float = 0.9
     transform_input: bool = False
     dtype: Any = jnp.float32
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = nn.BatchNorm
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -135,18 +128,31 @@ class GoogLeNetBackbone(nn.Module):
             mean, std = jnp.asarray(IMAGENET_MEAN), jnp.asarray(IMAGENET_STD)
             x = (x * std + mean - 0.5) / 0.5
         x = x.astype(self.dtype)
-        kw = dict(bn_axis_name=self.bn_axis_name, bn_momentum=self.bn_momentum, dtype=self.dtype)
-        x = BasicConv2d(64, 7, stride=2, padding=3, name="conv1", **kw)(x, train)
+        block = functools.partial(
+            BasicConv2d,
+            conv=functools.partial(self.conv, use_bias=False, dtype=self.dtype),
+            norm=functools.partial(
+                self.norm,
+                use_running_average=not train,
+                momentum=self.bn_momentum,
+                epsilon=1e-3,
+                axis_name=self.bn_axis_name,
+                dtype=self.dtype,
+            ),
+        )
+        x = block(64, kernel=7, stride=2, padding=3, name="conv1")(x)
         x = max_pool_ceil(x, 3, 2)
-        x = BasicConv2d(64, 1, name="conv2", **kw)(x, train)
-        x = BasicConv2d(192, 3, padding=1, name="conv3", **kw)(x, train)
+        x = block(64, name="conv2")(x)
+        x = block(192, kernel=3, padding=1, name="conv3")(x)
         x = max_pool_ceil(x, 3, 2)
-        for block in INCEPTION_BLOCKS:
-            if block == "M":
+        for spec in INCEPTION_BLOCKS:
+            if spec == "M":
                 x = max_pool_ceil(x, 3, 2)
             else:
-                name, *channels = block
-                x = Inception(tuple(channels), name=name, **kw)(x, train)
+                name, *channels = spec
+                x = Inception(
+                    tuple(channels), block.keywords["conv"], block.keywords["norm"], name=name
+                )(x)
         return x
 
 

@@ -14,7 +14,9 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.layers import conv
+# A layer constructor passed as a module field (``conv: ModuleDef = nn.Conv``), so that a
+# user can swap in their own convolution or normalisation without touching the network.
+ModuleDef = Any
 
 POOLS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     "avg": lambda f: jnp.mean(f, axis=(1, 2)),
@@ -30,17 +32,19 @@ class CAMHead(nn.Module):
       conv_features: widths of the added 3x3/1/1 ReLU convs (the paper: ``(1024,)``;
         ``()`` for a backbone that already ends in the map, e.g. EfficientNet-Lite0).
       pool: ``"avg"`` (GAP) or ``"max"`` (GMP).
+      conv: the convolution constructor (``flax.linen.Conv`` by default).
     """
 
     num_classes: int
     conv_features: Sequence[int] = (1024,)
     pool: str = "avg"
     dtype: Any = jnp.float32
+    conv: ModuleDef = nn.Conv
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         for i, width in enumerate(self.conv_features):
-            x = conv(width, 3, f"cam_conv{i}", self.dtype, padding=1)(x)
+            x = self.conv(width, (3, 3), padding=1, dtype=self.dtype, name=f"cam_conv{i}")(x)
             x = nn.relu(x)
         pooled = POOLS[self.pool](x)
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(pooled)

@@ -15,14 +15,13 @@ pmap/shard_map axis name to synchronise them. ``bn_momentum`` follows Flax's con
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.head import CAMHead, CAMNet
-from camjax.models.layers import batch_norm, conv
-from camjax.models.pooling import max_pool
+from camjax.models.head import CAMHead, CAMNet, ModuleDef
 
 BN_EPSILON = 1e-5  # torchvision
 
@@ -40,35 +39,29 @@ RESNET50_MIN_INPUT = 1
 
 
 class Bottleneck(nn.Module):
-    """1x1 -> 3x3 (stride) -> 1x1 (x4), each with BN; ReLU(residual + shortcut)."""
+    """1x1 -> 3x3 (stride) -> 1x1 (x4), each with BN; ReLU(residual + shortcut).
+
+    ``conv`` and ``norm`` come ready-configured from the backbone (dtype, bias, train mode).
+    """
 
     width: int
+    conv: ModuleDef
+    norm: ModuleDef
     stride: int = 1
-    bn_axis_name: str | None = None
-    bn_momentum: float = 0.9
-    dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        bn = dict(
-            train=train,
-            axis_name=self.bn_axis_name,
-            momentum=self.bn_momentum,
-            epsilon=BN_EPSILON,
-            dtype=self.dtype,
-        )
-        dt = self.dtype
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         s = (self.stride, self.stride)
         out_features = 4 * self.width
-        y = conv(self.width, 1, "conv1", dt, use_bias=False)(x)
-        y = batch_norm("bn1", **bn, relu=True)(y)
-        y = conv(self.width, 3, "conv2", dt, strides=s, padding=1, use_bias=False)(y)
-        y = batch_norm("bn2", **bn, relu=True)(y)
-        y = conv(out_features, 1, "conv3", dt, use_bias=False)(y)
-        y = batch_norm("bn3", **bn)(y)
+        y = self.conv(self.width, (1, 1), name="conv1")(x)
+        y = nn.relu(self.norm(name="bn1")(y))
+        y = self.conv(self.width, (3, 3), s, padding=1, name="conv2")(y)
+        y = nn.relu(self.norm(name="bn2")(y))
+        y = self.conv(out_features, (1, 1), name="conv3")(y)
+        y = self.norm(name="bn3")(y)
         if self.stride != 1 or x.shape[-1] != out_features:
-            x = conv(out_features, 1, "downsample_0", dt, strides=s, use_bias=False)(x)
-            x = batch_norm("downsample_1", **bn)(x)
+            x = self.conv(out_features, (1, 1), s, name="downsample_0")(x)
+            x = self.norm(name="downsample_1")(x)
         return nn.relu(y + x)
 
 
@@ -78,25 +71,27 @@ class ResNet50Backbone(nn.Module):
     bn_axis_name: str | None = None
     bn_momentum: float = 0.9
     dtype: Any = jnp.float32
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = nn.BatchNorm
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype)
+        norm = functools.partial(
+            self.norm,
+            use_running_average=not train,
+            momentum=self.bn_momentum,
+            epsilon=BN_EPSILON,
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+        )
         x = x.astype(self.dtype)
-        x = conv(64, 7, "conv1", self.dtype, strides=(2, 2), padding=3, use_bias=False)(x)
-        x = batch_norm(
-            "bn1", train, self.bn_axis_name, self.bn_momentum, BN_EPSILON, self.dtype, relu=True
-        )(x)
-        x = max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        x = conv(64, (7, 7), (2, 2), padding=3, name="conv1")(x)
+        x = nn.relu(norm(name="bn1")(x))
+        x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         for stage, width, blocks, stride in RESNET50_STAGES:
             for i in range(blocks):
-                x = Bottleneck(
-                    width,
-                    stride if i == 0 else 1,
-                    bn_axis_name=self.bn_axis_name,
-                    bn_momentum=self.bn_momentum,
-                    dtype=self.dtype,
-                    name=f"{stage}_{i}",
-                )(x, train)
+                x = Bottleneck(width, conv, norm, stride if i == 0 else 1, name=f"{stage}_{i}")(x)
         return x
 
 

@@ -13,15 +13,14 @@ variant trains to >90% validation accuracy there in a few minutes on 2 CPU cores
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.head import CAMHead, CAMNet
-from camjax.models.layers import batch_norm, conv
-from camjax.models.pooling import max_pool
+from camjax.models.head import CAMHead, CAMNet, ModuleDef
 
 
 class TinyBackbone(nn.Module):
@@ -33,28 +32,32 @@ class TinyBackbone(nn.Module):
     bn_axis_name: str | None = None
     bn_momentum: float = 0.9
     dtype: Any = jnp.float32
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = nn.BatchNorm
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        conv = functools.partial(
+            self.conv, padding=1, use_bias=not self.batch_norm, dtype=self.dtype
+        )
+        norm = functools.partial(
+            self.norm,
+            use_running_average=not train,
+            momentum=self.bn_momentum,
+            epsilon=1e-5,
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+        )
         x = x.astype(self.dtype)
         for i, width in enumerate(self.widths):
             if i > 0:
-                x = max_pool(x, (2, 2), (2, 2))
+                x = nn.max_pool(x, (2, 2), (2, 2))
             for j in range(self.convs_per_stage):
                 name = f"conv{i}" if j == 0 else f"conv{i}_{j}"
-                x = conv(width, 3, name, self.dtype, padding=1, use_bias=not self.batch_norm)(x)
-                if self.batch_norm:  # BN with the ReLU fused in
-                    x = batch_norm(
-                        f"bn{name[4:]}",
-                        train,
-                        self.bn_axis_name,  # unused in eval mode
-                        self.bn_momentum,
-                        1e-5,
-                        self.dtype,
-                        relu=True,
-                    )(x)
-                else:
-                    x = nn.relu(x)
+                x = conv(width, (3, 3), name=name)(x)
+                if self.batch_norm:
+                    x = norm(name=f"bn{name[4:]}")(x)
+                x = nn.relu(x)
         return x
 
 

@@ -13,9 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.head import CAMHead, CAMNet
-from camjax.models.layers import conv
-from camjax.models.pooling import max_pool
+from camjax.models.head import CAMHead, CAMNet, ModuleDef
 
 # torchvision's VGG16 ``features`` indices: 3x3/1/1 conv (with ReLU at index + 1) or "M"
 # for a 2x2/2 max-pool, up to conv5_3 at index 28 (pool5 at index 30 is dropped).
@@ -35,6 +33,7 @@ class VGG16Backbone(nn.Module):
     """VGG16 conv1_1 .. conv5_3 (+ReLU): ``[B, H, W, 3] -> [B, H/16, W/16, 512]``."""
 
     dtype: Any = jnp.float32
+    conv: ModuleDef = nn.Conv
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
@@ -42,9 +41,11 @@ class VGG16Backbone(nn.Module):
         x = x.astype(self.dtype)
         for index, layer in VGG16_LAYERS:
             if layer == "M":
-                x = max_pool(x, (2, 2), (2, 2))
+                x = nn.max_pool(x, (2, 2), (2, 2))
             else:
-                x = conv(layer, 3, f"features_{index}", self.dtype, padding=1)(x)
+                x = self.conv(layer, (3, 3), padding=1, dtype=self.dtype, name=f"features_{index}")(
+                    x
+                )
                 x = nn.relu(x)
         return x
 

@@ -26,7 +26,7 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def shared_library(
+def build(
     source: str,
     name: str,
     compiler: str,
