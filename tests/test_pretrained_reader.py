@@ -146,7 +146,7 @@ def test_out_of_bounds_tensor_is_refused(tmp_path):
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / "x.pth"
     path.write_bytes(b"hello world")
-    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a PyTorch or safetensors file"):
         load_state_dict(path)
     path.write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(CheckpointError):

@@ -1,282 +1,264 @@
-"""Read PyTorch checkpoint files into numpy arrays without torch and without running code.
+"""Read weight files into numpy arrays without torch, running nothing from the file.
 
-A ``.pth`` file is a pickle, and unpickling runs whatever callables the file names. This
-reader unpickles with :class:`RestrictedUnpickler`, whose ``find_class`` admits only the
-globals a tensor state dict is made of (the tensor and parameter rebuild functions,
-``collections.OrderedDict`` and the storage type names) and refuses any other global with
-an error naming it, before anything is called. Tensors come back as fresh, C-contiguous
-numpy arrays (copies: storages shared between tensors in the file are not shared here).
+:func:`load_checkpoint` tells the format from the file's first bytes, not its name:
 
-Both layouts that ``torch.save`` writes are read:
-
-- zip (default since PyTorch 1.6): ``<prefix>/data.pkl`` holds the object with storages
-  as persistent ids ``("storage", type, key, location, numel)``; the bytes of storage
-  ``key`` are the entry ``<prefix>/data/<key>``.
+- zip (``torch.save`` since PyTorch 1.6): ``<prefix>/data.pkl`` holds the object with
+  storages as persistent ids ``("storage", type, key, location, numel)``; storage ``key``
+  is the entry ``<prefix>/data/<key>``. Only ``data.pkl``, ``byteorder`` and the entries
+  the pickle names are read, stored or deflated, each checked against its declared size.
 - legacy (``_use_new_zipfile_serialization=False``): consecutive pickles of the magic
   number, the protocol version (1001), a sys-info dict, the object (persistent ids
   ``("storage", type, key, location, numel, view)``), the list of storage keys; then, per
   key in that order, an int64 element count and the raw little-endian bytes.
+- safetensors (:mod:`camjax.pretrained.safetensors`).
+
+Pickles run on :mod:`camjax.pretrained.unpickler` (five allowed globals, no object
+construction); tensors are checked records (:mod:`camjax.pretrained.tensors`) turned into
+fresh C-contiguous arrays (copies: storages shared in the file are not shared here). A
+:class:`~camjax.pretrained.limits.Budget` (``max_bytes``; default 64 MiB + 4x the file
+size) is charged before every allocation. Every problem is a :class:`CheckpointError`
+naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
-import collections
 import io
 import os
-import pickle
 import struct
 import zipfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
-import ml_dtypes
 import numpy as np
+
+from camjax.pretrained import safetensors
+from camjax.pretrained.limits import Budget, CheckpointError, mib, show
+from camjax.pretrained.tensors import StorageRecord, TensorRecord, to_array, walk
+from camjax.pretrained.unpickler import ALLOWED_GLOBALS, Stream, unpickle
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
-
-# Storage class names pickled by torch.save -> element dtype (little-endian).
-STORAGE_DTYPES: dict[str, np.dtype] = {
-    "DoubleStorage": np.dtype("<f8"),
-    "FloatStorage": np.dtype("<f4"),
-    "HalfStorage": np.dtype("<f2"),
-    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
-    "LongStorage": np.dtype("<i8"),
-    "IntStorage": np.dtype("<i4"),
-    "ShortStorage": np.dtype("<i2"),
-    "CharStorage": np.dtype("i1"),
-    "ByteStorage": np.dtype("u1"),
-    "BoolStorage": np.dtype("?"),
-    "ComplexFloatStorage": np.dtype("<c8"),
-    "ComplexDoubleStorage": np.dtype("<c16"),
-    "UntypedStorage": np.dtype("u1"),
-}
+ZIP_ENTRY_COST = 1024  # bytes charged per possible central-directory entry (ZipInfo etc.)
+_CHUNK = 1 << 20
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that is unsafe, corrupt, truncated or not a tensor state dict."""
-
-
-@dataclass(frozen=True)
-class _StorageType:
-    name: str
-    dtype: np.dtype
-
-
-@dataclass(frozen=True)
-class _StorageRef:
-    """A storage named by the pickle; its bytes are looked up by ``key`` afterwards."""
-
-    key: str
-    dtype: np.dtype
-    numel: int
-    offset: int = 0  # elements into the root storage (legacy views)
-
-
-@dataclass(frozen=True)
-class _TensorRef:
-    storage: _StorageRef
-    offset: int
-    size: tuple[int, ...]
-    stride: tuple[int, ...]
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, *_rest) -> _TensorRef:
-    """``torch._utils._rebuild_tensor(_v2)``: a strided view into a storage."""
-    if not isinstance(storage, _StorageRef):
-        raise CheckpointError(f"tensor rebuilt from {type(storage).__name__}, not a storage")
-    try:
-        size = tuple(int(s) for s in size)
-        stride = tuple(int(s) for s in stride)
-        offset = int(storage_offset)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"malformed tensor size/stride/offset: {e}") from e
-    if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0:
-        raise CheckpointError(f"malformed tensor: size {size}, stride {stride}, offset {offset}")
-    return _TensorRef(storage, offset, size, stride)
-
-
-def _rebuild_parameter(data, *_rest) -> Any:
-    """``torch._utils._rebuild_parameter(_with_state)``: a Parameter is its data here."""
-    return data
-
-
-# (module, name) -> what the restricted unpickler hands back. Nothing else is reachable.
-ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    **{("torch", name): _StorageType(name, dt) for name, dt in STORAGE_DTYPES.items()},
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only :data:`ALLOWED_GLOBALS` and torch storage ids.
-
-    ``storages``, when given, collects the first reference seen for each storage key
-    (the legacy layout needs each storage's dtype to read its bytes afterwards).
-    """
-
-    def __init__(self, file: BinaryIO, storages: dict[str, _StorageRef] | None = None):
-        super().__init__(file, encoding="utf-8")
-        self.storages = {} if storages is None else storages
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise CheckpointError(
-                f"refusing to load global {module}.{name}: a tensor state dict never needs "
-                "it, and unpickling it could run code from the file"
-            ) from None
-
-    def persistent_load(self, pid: Any) -> _StorageRef:
-        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
-            raise CheckpointError(f"unsupported persistent id {pid!r:.80}")
-        stype, key, _location, numel = pid[1:5]
-        if not isinstance(stype, _StorageType):
-            raise CheckpointError(f"persistent id names {stype!r:.80}, not a storage type")
-        key = key.decode("ascii") if isinstance(key, bytes) else str(key)
-        root = _StorageRef(key, stype.dtype, int(numel))
-        self.storages.setdefault(key, root)
-        view = pid[5] if len(pid) == 6 else None
-        if view is None:
-            return root
-        # Legacy view into a root storage: (view_key, offset, size), in elements.
-        _view_key, offset, view_numel = view
-        return _StorageRef(key, stype.dtype, int(view_numel), int(offset))
-
-
-def _unpickle(f: BinaryIO, storages: dict[str, _StorageRef] | None = None) -> Any:
-    try:
-        return RestrictedUnpickler(f, storages).load()
-    except CheckpointError:
-        raise
-    except (EOFError, pickle.UnpicklingError, struct.error, ValueError, TypeError) as e:
-        raise CheckpointError(f"corrupt or truncated pickle: {type(e).__name__}: {e}") from e
-
-
-def _materialize(obj: Any, storages: Mapping[str, bytes]) -> Any:
-    """Replace every tensor reference in ``obj`` by a numpy array built from ``storages``."""
-    if isinstance(obj, _TensorRef):
-        return _tensor_array(obj, storages)
-    if isinstance(obj, Mapping):
-        return {k: _materialize(v, storages) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_materialize(v, storages) for v in obj)
-    if isinstance(obj, _StorageRef | _StorageType):
-        raise CheckpointError("checkpoint holds a bare storage, not a tensor")
-    return obj
-
-
-def _tensor_array(t: _TensorRef, storages: Mapping[str, bytes]) -> np.ndarray:
-    ref = t.storage
-    if ref.key not in storages:
-        raise CheckpointError(f"storage {ref.key!r} is missing from the file")
-    raw = storages[ref.key]
-    itemsize = ref.dtype.itemsize
-    if len(raw) % itemsize:
-        raise CheckpointError(f"storage {ref.key!r}: {len(raw)} bytes is not whole elements")
-    flat = np.frombuffer(raw, dtype=ref.dtype)[ref.offset : ref.offset + ref.numel]
-    if flat.size != ref.numel:
-        raise CheckpointError(
-            f"storage {ref.key!r}: holds {flat.size} elements, the pickle says {ref.numel}"
-        )
-    # Bounds check before as_strided, which would otherwise read outside the buffer.
-    if 0 not in t.size:
-        last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride, strict=True))
-        if last >= flat.size:
-            raise CheckpointError(
-                f"tensor of size {t.size}, stride {t.stride}, offset {t.offset} reaches "
-                f"element {last} of a storage of {flat.size}"
-            )
-    view = np.lib.stride_tricks.as_strided(
-        flat[t.offset :] if t.offset < flat.size else flat[:0],
-        shape=t.size,
-        strides=tuple(s * itemsize for s in t.stride),
-        writeable=False,
+def _materialize(
+    obj: Any,
+    storages: Mapping[str, StorageRecord],
+    read_storage: Callable[[StorageRecord], np.ndarray],
+    budget: Budget,
+) -> Any:
+    """``obj`` with tensor records replaced by arrays: charge every array and the largest
+    storage first, then read one storage at a time and build the arrays that view it."""
+    records: dict[int, TensorRecord] = {}
+    walk(obj, lambda r: records.setdefault(id(r), r))
+    groups: dict[str, list[TensorRecord]] = {}
+    for r in records.values():
+        groups.setdefault(r.storage.key, []).append(r)
+    out_bytes = sum(r.nbytes for r in records.values())
+    largest = max((storages[k].nbytes for k in groups), default=0)
+    budget.charge(
+        out_bytes + largest,
+        f"{len(records)} tensors ({mib(out_bytes)}) and their largest storage ({mib(largest)})",
     )
-    return np.array(view, dtype=ref.dtype.newbyteorder("="), order="C")
+    arrays: dict[int, np.ndarray] = {}
+    for key, group in groups.items():
+        raw = read_storage(storages[key])
+        for r in group:
+            arrays[id(r)] = to_array(r, raw)
+        del raw
+    return walk(obj, lambda r: arrays[id(r)])
 
 
-def _load_zip(path: str) -> Any:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            pkl = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
-            if len(pkl) != 1:
-                raise CheckpointError(f"zip checkpoint has {len(pkl)} data.pkl entries, not 1")
-            prefix = pkl[0][: -len("data.pkl")]
-            if prefix + "byteorder" in names and zf.read(prefix + "byteorder") != b"little":
+# ---- zip -----------------------------------------------------------------------------
+
+
+def _zip_directory_size(f: BinaryIO, size: int) -> int:
+    """Bytes of the central directory, from the end record (zip64 too), before zipfile
+    parses it: ZipFile makes one object per entry, so its cost is charged first."""
+    tail_len = min(size, 22 + 0xFFFF)
+    f.seek(size - tail_len)
+    tail = f.read(tail_len)
+    pos = tail.rfind(b"PK\x05\x06")
+    if pos < 0 or len(tail) - pos < 22:
+        raise CheckpointError("corrupt zip: no end of central directory")
+    (cd_size,) = struct.unpack_from("<I", tail, pos + 12)
+    if cd_size == 0xFFFFFFFF and pos >= 20 and tail[pos - 20 : pos - 16] == b"PK\x06\x07":
+        (offset,) = struct.unpack_from("<Q", tail, pos - 12)
+        f.seek(min(offset, size))
+        record = f.read(56)
+        if len(record) < 56 or record[:4] != b"PK\x06\x06":
+            raise CheckpointError("corrupt zip: bad zip64 end of central directory")
+        (cd_size,) = struct.unpack_from("<Q", record, 40)
+    return cd_size
+
+
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int) -> bytearray:
+    """An entry's bytes, exactly its declared size (charged by the caller), read in chunks
+    so that a deflate stream cannot inflate past it."""
+    if info.flag_bits & 1:
+        raise CheckpointError(f"zip entry {info.filename!r} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise CheckpointError(
+            f"zip entry {info.filename!r} uses compression method {info.compress_type}; "
+            "only stored and deflated entries are read"
+        )
+    stored_ok = info.compress_type != zipfile.ZIP_STORED or info.compress_size == info.file_size
+    if not stored_ok or info.header_offset + info.compress_size > file_size:
+        raise CheckpointError(f"zip entry {info.filename!r} declares sizes past the file")
+    buf = bytearray(info.file_size)
+    view, pos = memoryview(buf), 0
+    with zf.open(info) as entry:
+        while pos < len(buf):
+            chunk = entry.read(min(_CHUNK, len(buf) - pos))
+            if not chunk:
+                raise CheckpointError(f"truncated zip entry {info.filename!r}")
+            view[pos : pos + len(chunk)] = chunk
+            pos += len(chunk)
+        entry.read(1)  # reaches the end: zipfile checks the CRC there
+    return buf
+
+
+def _load_zip(f: BinaryIO, size: int, budget: Budget) -> Any:
+    cd_size = _zip_directory_size(f, size)
+    budget.charge(cd_size + cd_size // 46 * ZIP_ENTRY_COST, "the zip's directory")
+    f.seek(0)
+    with zipfile.ZipFile(f) as zf:
+        infos = zf.infolist()
+        by_name = {i.filename: i for i in infos}
+        if len(by_name) != len(infos):
+            raise CheckpointError("zip checkpoint has duplicate entry names")
+        pkl = [n for n in by_name if n == "data.pkl" or n.endswith("/data.pkl")]
+        if len(pkl) != 1:
+            raise CheckpointError(f"zip checkpoint has {len(pkl)} data.pkl entries, not 1")
+        prefix = pkl[0][: -len("data.pkl")]
+        order = by_name.get(prefix + "byteorder")
+        if order is not None:
+            if order.file_size > 16 or _read_entry(zf, order, size) != b"little":
                 raise CheckpointError("big-endian checkpoints are not supported")
-            obj = _unpickle(io.BytesIO(zf.read(pkl[0])))
-            storages = {}
-            for name in names:
-                if name.startswith(prefix + "data/"):
-                    storages[name[len(prefix + "data/") :]] = zf.read(name)
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise CheckpointError(f"corrupt or truncated zip checkpoint: {e}") from e
-    return _materialize(obj, storages)
+        budget.charge(by_name[pkl[0]].file_size, "data.pkl")
+        data = _read_entry(zf, by_name[pkl[0]], size)
+        storages: dict[str, StorageRecord] = {}
+        obj = unpickle(Stream(io.BytesIO(data), len(data), budget), storages)
+        del data
+
+        def read_storage(s: StorageRecord) -> np.ndarray:
+            info = by_name.get(f"{prefix}data/{s.key}")
+            if info is None:
+                raise CheckpointError(f"storage {s.key!r} is missing from the file")
+            if info.file_size != s.nbytes:
+                raise CheckpointError(
+                    f"storage {s.key!r}: {info.file_size} bytes in the zip, the pickle says "
+                    f"{s.numel} elements of {s.type_name} ({s.nbytes} bytes)"
+                )
+            return np.frombuffer(_read_entry(zf, info, size), dtype=s.dtype)
+
+        return _materialize(obj, storages, read_storage, budget)
 
 
-def _load_legacy(f: BinaryIO) -> Any:
-    if _unpickle(f) != LEGACY_MAGIC:
+# ---- legacy --------------------------------------------------------------------------
+
+
+def _load_legacy(f: BinaryIO, size: int, budget: Budget) -> Any:
+    stream = Stream(f, size, budget)
+    header: dict[str, StorageRecord] = {}
+    if unpickle(stream, header) != LEGACY_MAGIC:
         raise CheckpointError("not a PyTorch checkpoint (wrong magic number)")
-    version = _unpickle(f)
+    version = unpickle(stream, header)
     if version != LEGACY_PROTOCOL_VERSION:
-        raise CheckpointError(f"unsupported legacy protocol version {version!r}")
-    sys_info = _unpickle(f)
-    if not (isinstance(sys_info, Mapping) and sys_info.get("little_endian", False)):
-        raise CheckpointError("big-endian checkpoints are not supported")
-    refs: dict[str, _StorageRef] = {}
-    obj = _unpickle(f, refs)
-    keys = _unpickle(f)
-    if not isinstance(keys, list):
+        raise CheckpointError(f"unsupported legacy protocol version {show(version)}")
+    sys_info = unpickle(stream, header)
+    if not (type(sys_info) is dict and sys_info.get("little_endian") is True) or header:
+        raise CheckpointError("big-endian or malformed legacy header")
+    storages: dict[str, StorageRecord] = {}
+    obj = unpickle(stream, storages)
+    keys = unpickle(stream, header)
+    if type(keys) is not list or header:
         raise CheckpointError("legacy checkpoint: storage key list missing")
-    storages: dict[str, bytes] = {}
+    offsets: dict[str, int] = {}
     for key in keys:
-        key = str(key)
-        if key not in refs:
-            raise CheckpointError(f"storage {key!r} listed but never used by a tensor")
+        key = key.decode("ascii", "replace") if type(key) is bytes else key
+        if type(key) is not str or key not in storages or key in offsets:
+            raise CheckpointError(f"storage {show(key)} listed but not named once by the pickle")
+        s = storages[key]
         head = f.read(8)
         if len(head) != 8:
             raise CheckpointError(f"truncated file: storage {key!r} header missing")
         (numel,) = struct.unpack("<q", head)
-        if numel != refs[key].numel:
+        if numel != s.numel:
             raise CheckpointError(
-                f"storage {key!r}: {numel} elements in the file, the pickle says {refs[key].numel}"
+                f"storage {key!r}: {numel} elements in the file, the pickle says {s.numel}"
             )
-        nbytes = numel * refs[key].dtype.itemsize
-        data = f.read(nbytes)
-        if len(data) != nbytes:
+        offsets[key] = f.tell()
+        if offsets[key] + s.nbytes > size:
             raise CheckpointError(
-                f"truncated file: storage {key!r} has {len(data)} of {nbytes} bytes"
+                f"truncated file: storage {key!r} needs {s.nbytes} bytes, "
+                f"{size - offsets[key]} are left"
             )
-        storages[key] = data
-    return _materialize(obj, storages)
+        f.seek(s.nbytes, io.SEEK_CUR)
+    missing = sorted(set(storages) - set(offsets))
+    if missing:
+        raise CheckpointError(f"storages {', '.join(missing[:5])} are missing from the file")
+
+    def read_storage(s: StorageRecord) -> np.ndarray:
+        f.seek(offsets[s.key])
+        buf = bytearray(s.nbytes)
+        if f.readinto(buf) != len(buf):
+            raise CheckpointError(f"truncated file: storage {s.key!r}")
+        return np.frombuffer(buf, dtype=s.dtype)
+
+    return _materialize(obj, storages, read_storage, budget)
 
 
-def load_checkpoint(path: str | os.PathLike) -> Any:
-    """Load a ``torch.save`` file safely: the saved object with tensors as numpy arrays.
+# ---- the API -------------------------------------------------------------------------
 
-    Raises :class:`CheckpointError` for a global outside :data:`ALLOWED_GLOBALS`, a
-    truncated or corrupt file, or a layout this reader does not know.
+
+def file_format(head: bytes, size: int) -> str:
+    """``"zip"``, ``"legacy"`` or ``"safetensors"`` from a file's first 9+ bytes."""
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    if safetensors.looks_like(head, size):
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "legacy"
+    raise CheckpointError(
+        f"not a PyTorch or safetensors file (starts with {show(head[:8])}); neither a zip, "
+        "a pickle, nor an 8-byte header length followed by '{'"
+    )
+
+
+def load_checkpoint(path: str | os.PathLike, *, max_bytes: int | None = None) -> Any:
+    """The object saved in a ``torch.save`` or safetensors file, tensors as numpy arrays.
+
+    ``max_bytes`` bounds what the load allocates (default: 64 MiB + 4x the file size).
+    Raises :class:`CheckpointError` for a refused global or opcode, a tensor outside its
+    storage, a truncated or corrupt file, an unknown layout or an over-budget file.
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
-        head = f.read(4)
+        size = os.fstat(f.fileno()).st_size
+        budget = Budget.for_file(size, max_bytes)
         try:
-            if head == b"PK\x03\x04":
-                return _load_zip(path)
-            if len(head) < 2 or head[0] != 0x80:
-                raise CheckpointError("not a PyTorch checkpoint (neither zip nor pickle)")
+            kind = file_format(f.read(16), size)
             f.seek(0)
-            return _load_legacy(f)
+            if kind == "safetensors":
+                return safetensors.read(f, size, budget)[0]
+            return _load_zip(f, size, budget) if kind == "zip" else _load_legacy(f, size, budget)
         except CheckpointError as e:
-            raise CheckpointError(f"{path}: {e}") from e
+            raise CheckpointError(f"{path}: {e}") from None
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            zlib.error,
+            EOFError,
+            OSError,
+            ValueError,
+            NotImplementedError,
+            struct.error,
+            OverflowError,
+        ) as e:
+            raise CheckpointError(f"{path}: corrupt or truncated file: {str(e)[:200]}") from None
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -285,13 +267,15 @@ def _is_state_dict(obj: Any) -> bool:
     )
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """``{name: array}`` from a PyTorch state-dict file, without torch, running no code.
+def load_state_dict(
+    path: str | os.PathLike, *, max_bytes: int | None = None
+) -> dict[str, np.ndarray]:
+    """``{name: array}`` from a ``.pth`` or ``.safetensors`` file, without torch.
 
     A checkpoint that wraps the state dict as ``{"state_dict": ...}`` or ``{"model": ...}``
     is unwrapped; a ``module.`` prefix on every key (``DataParallel``) is removed.
     """
-    obj = load_checkpoint(path)
+    obj = load_checkpoint(path, max_bytes=max_bytes)
     if not _is_state_dict(obj) and isinstance(obj, Mapping):
         for wrapper in ("state_dict", "model"):
             if _is_state_dict(obj.get(wrapper)):
@@ -307,7 +291,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 __all__: list[str] = [
     "ALLOWED_GLOBALS",
     "CheckpointError",
-    "RestrictedUnpickler",
+    "file_format",
     "load_checkpoint",
     "load_state_dict",
 ]
