@@ -1,12 +1,18 @@
-"""The ``camjax`` command line. ``camjax extract``: CAMs, classes and boxes for a folder.
+"""The camjax command line. camjax extract: CAMs, classes and boxes for many images.
 
     camjax extract photos/ --model efficientnet_lite0_gap --out cams/ --overlays
-    camjax extract 'shots/*.png' --workdir runs/default --out cams/
+    camjax extract 'shots/**/*.png' --workdir runs/default --out cams/
+    camjax extract --from-list paths.txt --model efficientnet_lite0_gap --out cams/
 
-Writes into ``--out``: ``cams.npz`` (maps and boxes of every image), ``predictions.jsonl``
-(one line per image: top-k class ids, names, probabilities and boxes in original-image
-pixels), ``overlays/*.png`` with ``--overlays``, and ``skipped.txt`` naming every file
-that could not be read, with the reason. The same command runs as ``python -m camjax.extract``.
+Writes into --out, shard by shard (every --shard-size inputs): part-NNNNN.jsonl (one
+record per image: top-k class ids, names, probabilities and boxes in original-image
+pixels), part-NNNNN.npz (the same as arrays, and the maps at feature resolution unless
+--maps says otherwise), part-NNNNN.skipped.tsv (unreadable inputs with the reason), a
+manifest.json naming the model, method and settings, and overlays/part-NNNNN/*.png with
+--overlays. A killed run started again with the same command finishes the missing
+shards; another model, method or input list on the same --out is refused. Read the
+results back with camjax.bulk.open_extraction. Flags may also be written with
+underscores (--batch_size). The same command runs as python -m camjax.extract.
 """
 
 from __future__ import annotations
@@ -15,32 +21,91 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from camjax.bulk.images import DEFAULT_MAX_PIXELS
+from camjax.bulk.run import MAP_MODES
+
+
+def _choices(registry: str) -> list[str]:
+    """Names of a light registry, read without loading weights."""
+    if registry == "methods":
+        from camjax.saliency import METHODS
+
+        return sorted(METHODS)
+    from camjax.pretrained import WEIGHTS
+
+    return sorted(WEIGHTS)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
+
 
 def _extract_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "extract",
-        help="CAMs, top-k classes and boxes for a folder or glob of images",
+        help="CAMs, top-k classes and boxes for files, folders, globs or lists of images",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="*", help="image files, folders or glob patterns (** too)")
+    p.add_argument("--recursive", action="store_true", help="also search sub-folders")
+    p.add_argument(
+        "--from-list",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a text file of image paths, one per line (relative to the file); repeatable",
+    )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="pretrained network by name, e.g. efficientnet_lite0_gap")
+    src.add_argument("--model", choices=_choices("models"), help="pretrained network by name")
     src.add_argument("--workdir", help="training workdir whose latest checkpoint to use")
     p.add_argument("--config", help="config file of --workdir (default: the one saved there)")
     p.add_argument("--checkpoint", help="a checkpoint step folder instead of the latest")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
-    p.add_argument("--method", default="cam", help="map method (default cam)")
-    p.add_argument("--threshold", type=float, default=0.2, help="box threshold (default 0.2)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per jitted call")
+    p.add_argument("--out", required=True, help="output folder (resumed if it holds this run)")
+    p.add_argument("--top-k", type=_positive, default=5, help="classes per image (default 5)")
+    p.add_argument("--method", default="cam", choices=_choices("methods"), help="map method")
+    p.add_argument("--threshold", type=_fraction, default=0.2, help="box threshold (0.2)")
+    p.add_argument(
+        "--batch-size", type=_positive, default=16, help="images per step, over all devices"
+    )
+    p.add_argument("--shard-size", type=_positive, default=1000, help="inputs per output shard")
+    p.add_argument(
+        "--maps",
+        default="feature",
+        choices=MAP_MODES,
+        help="maps kept: at feature resolution (default), at the model's input size, or none",
+    )
+    p.add_argument("--maps-dtype", default="float16", choices=("float16", "float32"))
     p.add_argument("--overlays", action="store_true", help="also write overlay PNGs")
     p.add_argument(
-        "--maps-dtype",
-        default="float16",
-        choices=("float16", "float32", "none"),
-        help="dtype of the maps in cams.npz, or none to store boxes only",
+        "--overlay-top-k", type=_positive, default=1, help="maps per overlay PNG (default 1)"
     )
+    p.add_argument(
+        "--overlay-size", type=_positive, default=512, help="overlay panel side at most (512)"
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=DEFAULT_MAX_PIXELS / 1e6,
+        help="refuse images needing more decoded megapixels (JPEGs decode downscaled)",
+    )
+    p.add_argument("--threads", type=_positive, default=None, help="decoding threads")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier extraction in --out"
+    )
+    p.add_argument("--coordinator-address", help="host:port of process 0 (multi-process runs)")
+    p.add_argument("--num-processes", type=_positive, default=1)
+    p.add_argument("--process-id", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -51,57 +116,98 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_extract(args: argparse.Namespace) -> int:
-    """The ``extract`` subcommand; returns the process exit code."""
-    from camjax.data.folder import list_images
-    from camjax.evaluation.folder import extract_folder
+def _load(args: argparse.Namespace):
     from camjax.evaluation.loading import config_from_checkpoints, load_named, load_trained
 
-    files = list_images(args.inputs)  # bad paths fail before the model is loaded
-    if not files:
-        raise FileNotFoundError(f"no image files in {args.inputs}")
     if args.model:
-        loaded = load_named(args.model)
-    else:
-        if args.config:
-            from camjax.train.config import load_config
+        return load_named(args.model), args.model
+    if args.config:
+        from camjax.train.config import load_config
 
-            config = load_config(args.config)
-        else:
-            config = config_from_checkpoints(args.checkpoint or args.workdir)
-        loaded = load_trained(config, args.workdir, checkpoint=args.checkpoint)
-    summary = extract_folder(
+        config = load_config(args.config)
+    else:
+        config = config_from_checkpoints(args.checkpoint or args.workdir)
+    return load_trained(config, args.workdir, checkpoint=args.checkpoint), config.model.name
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    """The ``extract`` subcommand; returns the process exit code."""
+    from camjax.bulk.inputs import list_inputs
+    from camjax.bulk.run import extract_to
+
+    if not args.inputs and not args.from_list:
+        raise ValueError("no inputs: name files, folders or globs, or --from-list FILE")
+    if args.overlay_top_k > args.top_k:
+        raise ValueError(f"--overlay-top-k {args.overlay_top_k} exceeds --top-k {args.top_k}")
+    if args.max_megapixels <= 0:
+        raise ValueError(f"--max-megapixels must be > 0, got {args.max_megapixels}")
+    # Bad paths fail here, before the model is loaded.
+    if not list_inputs(args.inputs, recursive=args.recursive, lists=args.from_list).entries:
+        raise FileNotFoundError(f"no image files in {args.inputs + args.from_list}")
+    if args.num_processes > 1:
+        if not args.coordinator_address:
+            raise ValueError("--num-processes > 1 needs --coordinator-address host:port")
+        from camjax.bulk.devices import init_distributed
+
+        init_distributed(args.coordinator_address, args.num_processes, args.process_id)
+    loaded, name = _load(args)
+    summary = extract_to(
         loaded,
-        files,
+        args.inputs,
         args.out,
+        model_name=name,
+        recursive=args.recursive,
+        lists=args.from_list,
         top_k=args.top_k,
         method=args.method,
         threshold=args.threshold,
         batch_size=args.batch_size,
-        overlays=args.overlays,
-        maps_dtype=None if args.maps_dtype == "none" else args.maps_dtype,
+        shard_size=args.shard_size,
+        maps=args.maps,
+        maps_dtype=args.maps_dtype,
+        overlays=args.overlay_top_k if args.overlays else 0,
+        overlay_size=args.overlay_size,
+        max_pixels=int(args.max_megapixels * 1e6),
+        threads=args.threads,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    print(f"{summary['num_images']} images -> {args.out}")
-    for key in ("npz", "jsonl", "overlays"):
-        if summary.get(key):
-            print(f"  {key}: {summary[key]}")
+    state = "complete" if summary["complete"] else "this process's shards done"
+    print(f"{summary['num_images']} images -> {args.out} ({state})")
     if summary["skipped"]:
-        print(f"skipped {len(summary['skipped'])} unreadable file(s) (listed in skipped.txt):")
-        for path, why in summary["skipped"]:
-            print(f"  {path}: {why}")
-    return 0 if summary["num_images"] else 1
+        print(f"skipped {len(summary['skipped'])} unreadable input(s) (listed in the shards):")
+        for path, why in summary["skipped"][:20]:
+            print(f"  {path!r}: {why}")
+    if summary["complete"] and not summary["num_records"]:
+        return 1  # no readable image at all
+    return 0
 
 
 COMMANDS = {"extract": run_extract}
 
 
+def _dash_style(argv: Sequence[str]) -> list[str]:
+    """``--batch_size`` -> ``--batch-size`` (the option name only; values untouched)."""
+    out, after_dashdash = [], False
+    for tok in argv:
+        if tok == "--":
+            after_dashdash = True
+        if not after_dashdash and tok.startswith("--"):
+            name, eq, value = tok.partition("=")
+            tok = name.replace("_", "-") + eq + value
+        out.append(tok)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``camjax`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_dash_style(argv))
+    from camjax.bulk.store import OutputMismatch
+
     try:
         return COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, OutputMismatch) as e:
         print(f"camjax {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -127,4 +127,44 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> str:
     return path
 
 
-__all__ = ["draw_boxes", "overlay", "save_png"]
+def labelled_panels(
+    image: np.ndarray,
+    cams: Sequence[np.ndarray],
+    boxes: np.ndarray,
+    labels: Sequence[str],
+    *,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """One overlay per map side by side, each with its box (green) and its label written
+    in white on a black band above it (readable on any image); ``uint8 [h + band, n*w, 3]``.
+
+    ``image`` ``uint8 [h, w, 3]``, ``cams``: n maps (any size, resized to the image),
+    ``boxes`` ``[n, 4]`` in the image's pixels, ``labels``: n strings.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = _as_uint8_image(image)
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    if not len(cams) == len(boxes) == len(labels):
+        raise ValueError(f"need one box and label per map, got {len(cams)}, {len(boxes)}, "
+                         f"{len(labels)}")  # fmt: skip
+    h, w = img.shape[:2]
+    band = max(12, min(40, max(h, w) // 16))
+    width = max(1, min(h, w) // 150)
+    try:
+        font = ImageFont.load_default(size=int(band * 0.75))
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    out = np.zeros((h + band, w * len(cams), 3), np.uint8)
+    for i, (cam, box) in enumerate(zip(cams, boxes, strict=True)):
+        out[band:, i * w : (i + 1) * w] = overlay(
+            img, cam, alpha=alpha, boxes=box[None], box_width=width
+        )
+    canvas = Image.fromarray(out)
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(labels):
+        draw.text((i * w + 3, 1), text, fill=(255, 255, 255), font=font)
+    return np.asarray(canvas)
+
+
+__all__ = ["draw_boxes", "labelled_panels", "overlay", "save_png"]

@@ -1,76 +1,41 @@
-"""Batches from a user's own image files, for extraction (``camjax.extract``).
+"""Batches from a user's own image files (``camjax.data.folder_iterator``).
 
-Any file Pillow can read (JPEG, PNG, BMP, GIF, WebP, TIFF; grayscale, palette, RGBA,
-CMYK, 16-bit) becomes RGB: EXIF orientation applied, alpha dropped, 16-bit scaled to
-8-bit. The image is resized to ``image_size`` squared with bilinear interpolation (half-
-pixel centres, no antialiasing: OpenCV ``INTER_LINEAR``, the same resampling as the eval
-pipeline's ``tf.image.resize(..., antialias=False)``) and normalised like the model's
-training data. Files that cannot be read (truncated, not an image) are skipped and
-logged; ``FolderIterator.skipped`` lists them with the reason after (or during) the pass.
+Reading, resizing and normalisation are those of the extraction path
+(:mod:`camjax.bulk.images`: EXIF orientation, alpha dropped, any Pillow mode to RGB,
+whole image to ``image_size`` squared, bilinear, antialiased when downscaling, JPEG
+decoded downscaled, a pixel limit); listing is :func:`camjax.bulk.inputs.list_inputs`.
+Unreadable inputs are skipped and logged; ``FolderIterator.skipped`` lists them with the
+reason after (or during) the pass. Read-ahead is bounded (two batches).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import glob
 import logging
 import os
 from collections.abc import Iterator, Sequence
 
-import cv2
 import numpy as np
-from PIL import Image, ImageOps
 
-from camjax.data import preprocess
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from camjax.bulk import images as images_lib
+from camjax.bulk.inputs import IMAGE_EXTENSIONS, list_inputs
+from camjax.bulk.prefetch import ordered_map
 
 
 def list_images(paths_or_glob: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     """Files named by a glob, a directory (its image files, sorted), a file, or a list."""
-    items = [paths_or_glob] if isinstance(paths_or_glob, str | os.PathLike) else paths_or_glob
-    out: list[str] = []
-    for item in items:
-        item = os.fspath(item)
-        if os.path.isdir(item):
-            names = sorted(os.listdir(item))
-            out += [
-                os.path.join(item, n)
-                for n in names
-                if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(item, n))
-            ]
-        elif os.path.isfile(item):
-            out.append(item)
-        else:
-            matches = sorted(glob.glob(item))
-            if not matches:
-                raise FileNotFoundError(f"no such file, directory or glob match: {item!r}")
-            out += [m for m in matches if os.path.isfile(m)]
-    return out
+    return list_inputs(paths_or_glob).files
 
 
-def read_rgb(path: str) -> np.ndarray:
-    """``uint8 [h, w, 3]``; raises ``OSError``/``ValueError`` for unreadable files."""
-    with Image.open(path) as img:
-        img.load()  # truncated files fail here, not later
-        try:
-            img = ImageOps.exif_transpose(img)
-        except Exception:  # broken EXIF: keep the pixels as stored
-            pass
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(img, np.int64)
-            arr = (arr >> 8) if arr.max() > 255 else arr
-            img = Image.fromarray(arr.astype(np.uint8), "L")
-        arr = np.asarray(img.convert("RGB"), np.uint8)
-    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"empty image {arr.shape}")
-    return arr
+def read_rgb(path: str, max_side: int | None = None) -> np.ndarray:
+    """``uint8 [h, w, 3]`` upright (EXIF applied), at most ``max_side`` a side if given;
+    raises ``OSError``/``ValueError`` for unreadable files."""
+    return images_lib.read_image(path, max_side, keep_aspect=True)[0]
 
 
 class FolderIterator:
     """Iterable of batches ``image [B,S,S,3] float32, valid [B], path [B], orig_size [B,2]``.
 
-    ``orig_size`` is ``(height, width)`` of the file's image; the last batch is padded
+    ``orig_size`` is ``(height, width)`` of the upright image; the last batch is padded
     (``valid`` False, ``path`` ""). Unreadable files do not take a batch slot.
     """
 
@@ -82,35 +47,35 @@ class FolderIterator:
         normalization: str,
         batch_size: int,
         num_threads: int = 4,
+        max_pixels: int = images_lib.DEFAULT_MAX_PIXELS,
     ):
         if batch_size < 1 or image_size < 1:
             raise ValueError(
                 f"batch_size and image_size must be >= 1, got {batch_size}, {image_size}"
             )
-        if normalization not in preprocess.NORMALIZATIONS:
+        if normalization not in images_lib.NORMALIZATIONS:
             raise ValueError(
                 f"unknown normalization {normalization!r}; known: "
-                f"{', '.join(preprocess.NORMALIZATIONS)}"
+                f"{', '.join(images_lib.NORMALIZATIONS)}"
             )
-        self.paths = list_images(paths_or_glob)
+        self.entries = list_inputs(paths_or_glob).entries
+        self.paths = [p for p, _ in self.entries]
         self.image_size = int(image_size)
         self.normalization = normalization
         self.batch_size = int(batch_size)
         self.num_threads = int(num_threads)
+        self.max_pixels = int(max_pixels)
         self.skipped: list[tuple[str, str]] = []
 
     @property
     def num_skipped(self) -> int:
         return len(self.skipped)
 
-    def _load(self, path: str):
-        try:
-            arr = read_rgb(path)
-        except Exception as e:  # any decoder failure means "unreadable", never a crash
-            return path, None, f"{type(e).__name__}: {e}"
-        s = self.image_size
-        resized = cv2.resize(arr.astype(np.float32), (s, s), interpolation=cv2.INTER_LINEAR)
-        return path, (resized, arr.shape[:2]), None
+    def _load(self, entry):
+        path, why = entry
+        if why is not None:
+            raise FileNotFoundError(why)
+        return images_lib.read_image(path, self.image_size, max_pixels=self.max_pixels)
 
     def _emit(self, rows) -> dict:
         b, s = self.batch_size, self.image_size
@@ -118,26 +83,28 @@ class FolderIterator:
         orig = np.zeros((b, 2), np.int32)
         paths = np.full((b,), "", dtype=object)
         for i, (path, (img, hw)) in enumerate(rows):
-            image[i], orig[i], paths[i] = img, hw, path
-        import tensorflow as tf
-
-        image = preprocess.normalize(tf.constant(image), self.normalization).numpy()
-        image[len(rows) :] = 0.0
+            image[i] = images_lib.normalize(img, self.normalization)
+            orig[i], paths[i] = hw, path
         return {"image": image, "valid": np.arange(b) < len(rows), "path": paths, "orig_size": orig}
 
     def __iter__(self) -> Iterator[dict]:
         self.skipped = []
         rows = []
-        with concurrent.futures.ThreadPoolExecutor(self.num_threads) as pool:
-            for path, loaded, err in pool.map(self._load, self.paths):
-                if loaded is None:
-                    logging.warning("skipping unreadable image %s (%s)", path, err)
-                    self.skipped.append((path, err))
-                    continue
-                rows.append((path, loaded))
-                if len(rows) == self.batch_size:
-                    yield self._emit(rows)
-                    rows = []
+        window = 2 * self.batch_size + self.num_threads
+        for (path, _), loaded, err in ordered_map(
+            self._load, self.entries, threads=self.num_threads, window=window
+        ):
+            if err is not None:
+                why = str(err) if isinstance(err, FileNotFoundError) else (
+                    f"{type(err).__name__}: {err}"
+                )  # fmt: skip
+                logging.warning("skipping unreadable image %r (%s)", path, why)
+                self.skipped.append((path, why))
+                continue
+            rows.append((path, loaded))
+            if len(rows) == self.batch_size:
+                yield self._emit(rows)
+                rows = []
         if rows:
             yield self._emit(rows)
         if self.skipped:
@@ -151,3 +118,6 @@ def folder_iterator(
     return FolderIterator(
         paths_or_glob, image_size=image_size, normalization=normalization, batch_size=batch_size
     )
+
+
+__all__ = ["IMAGE_EXTENSIONS", "FolderIterator", "folder_iterator", "list_images", "read_rgb"]

@@ -1,0 +1,360 @@
+"""Extraction of many images into a resumable, sharded output folder (``camjax extract``).
+
+Pipeline: inputs listed in a fixed order (:mod:`camjax.bulk.inputs`); files decoded and
+resized in threads with bounded read-ahead (:mod:`camjax.bulk.images`,
+:mod:`camjax.bulk.prefetch`); batches run on every local device
+(:mod:`camjax.bulk.devices`), the next batch dispatched before the last one is written;
+records written shard by shard, each shard atomically (:mod:`camjax.bulk.store`). With
+several processes, process ``p`` of ``P`` does shards ``j`` with ``j % P == p``. No
+TensorFlow is imported on this path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from camjax.bulk import images as images_lib
+from camjax.bulk.inputs import list_inputs
+from camjax.bulk.prefetch import ordered_map
+from camjax.bulk.store import FORMAT, Store, atomic_write, inputs_fingerprint, shard_name
+from camjax.evaluation.geometry import rescale_boxes
+
+MAP_MODES = ("feature", "input", "none")
+RESIZE = "whole image to SxS (aspect not kept), bilinear, antialiased when downscaling"
+
+
+class _Listed(Exception):
+    """An input the listing already found unreadable (its message is the reason)."""
+
+
+@dataclasses.dataclass
+class _Shard:
+    """Rows of one shard gathered until every one of its inputs is accounted for."""
+
+    expected: int
+    rows: list = dataclasses.field(default_factory=list)  # (index, path, hw, out_row)
+    skipped: list = dataclasses.field(default_factory=list)  # (index, path, reason)
+
+    def full(self) -> bool:
+        return len(self.rows) + len(self.skipped) == self.expected
+
+
+def _version() -> str:
+    import camjax
+
+    return str(getattr(camjax, "__version__", "unknown"))
+
+
+def _check_inputs(batch: np.ndarray, normalization: str) -> None:
+    """The model must get float images in its normalised range (never raw uint8)."""
+    lo, hi = images_lib.input_range(normalization)
+    if batch.dtype != np.float32 or batch.min() < lo - 1e-4 or batch.max() > hi + 1e-4:
+        raise ValueError(
+            f"model inputs must be float32 in [{lo:.3f}, {hi:.3f}] ({normalization} "
+            f"normalisation), got {batch.dtype} in [{batch.min()}, {batch.max()}]"
+        )
+
+
+def extract_to(
+    loaded: Any,
+    inputs: Sequence[str],
+    out_dir: str,
+    *,
+    model_name: str | None = None,
+    recursive: bool = False,
+    lists: Sequence[str] = (),
+    top_k: int = 5,
+    method: str = "cam",
+    threshold: float = 0.2,
+    batch_size: int = 16,
+    shard_size: int = 1000,
+    maps: str = "feature",
+    maps_dtype: str = "float16",
+    overlays: int = 0,
+    overlay_size: int = 512,
+    max_pixels: int = images_lib.DEFAULT_MAX_PIXELS,
+    threads: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    devices: list | None = None,
+    extract_kw: dict | None = None,
+) -> dict[str, Any]:
+    """Extract every input into ``out_dir``; resume what a killed run left (module doc).
+
+    ``loaded``: a :class:`camjax.evaluation.loading.Loaded`. ``maps``: ``"feature"``
+    (each method's own resolution, e.g. 7x7), ``"input"`` (``S x S``) or ``"none"``.
+    ``overlays``: PNGs of the top-``overlays`` maps per image (0: none), at most
+    ``overlay_size`` pixels a side per panel. Returns a summary: ``num_images`` (records
+    written by this call), ``skipped`` (``(path, reason)`` by this call), ``complete``,
+    ``shards_done``, ``out``.
+    """
+    import jax
+    from tqdm import tqdm
+
+    if maps not in MAP_MODES:
+        raise ValueError(f"maps must be one of {MAP_MODES}, got {maps!r}")
+    if maps_dtype not in ("float16", "float32"):
+        raise ValueError(f"maps_dtype must be float16 or float32, got {maps_dtype!r}")
+    for name, v, lo in (("batch_size", batch_size, 1), ("shard_size", shard_size, 1),
+                        ("overlays", overlays, 0), ("overlay_size", overlay_size, 16),
+                        ("max_pixels", max_pixels, 1)):  # fmt: skip
+        if not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+    names, s = loaded.class_names, int(loaded.image_size)
+    k = min(int(top_k), len(names))
+    if k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if overlays > k:
+        raise ValueError(f"overlays ({overlays}) cannot exceed top_k ({k})")
+    pi = jax.process_index() if process_index is None else int(process_index)
+    pc = jax.process_count() if process_count is None else int(process_count)
+    if overwrite and pc > 1:
+        raise ValueError("--overwrite with several processes: clear --out before starting them")
+
+    listing = list_inputs(list(inputs), recursive=recursive, lists=lists)
+    entries = listing.entries
+    if not entries:
+        raise FileNotFoundError(f"no image files in {list(inputs) + list(lists)}")
+    num_shards = math.ceil(len(entries) / shard_size)
+    extra = dict(extract_kw or {})
+    settings = {
+        "model": model_name or loaded.checkpoint_name,
+        "checkpoint": loaded.checkpoint_name,
+        "method": method,
+        "layer": str(extra.get("layer", "head")),
+        "threshold": float(threshold),
+        "map_normalization": "minmax",
+        "input_normalization": loaded.normalization,
+        "image_size": s,
+        "resize": RESIZE,
+        "top_k": k,
+        "maps": maps,
+        "maps_dtype": maps_dtype if maps != "none" else None,
+        "overlays": overlays,
+        "num_classes": len(names),
+        "camjax_version": _version(),
+        **{key: v for key, v in extra.items() if key != "layer"},
+    }
+    manifest = {
+        "format": FORMAT,
+        "settings": settings,
+        "inputs": {"count": len(entries), "sha256": inputs_fingerprint([p for p, _ in entries])},
+        "shard_size": shard_size,
+        "num_shards": num_shards,
+        "class_names": list(names),
+    }
+    store = Store(out_dir)
+    store.open(manifest, overwrite=overwrite)
+    mine = [j for j in range(num_shards) if j % pc == pi and not store.done(j)]
+
+    step, ndev = _make_step(loaded, devices, k, method, threshold, maps, overlays, extra)
+    bsz = -(-batch_size // ndev) * ndev  # a whole number of images per device
+    budget = images_lib.PixelBudget(max_pixels)
+    threads = threads or min(8, (os.cpu_count() or 2) + 1)
+
+    def decode(item):
+        _, _, path, why = item
+        if why is not None:
+            raise _Listed(why)
+        return images_lib.read_image(path, s, max_pixels=max_pixels, budget=budget)
+
+    work = [
+        (j, i, *entries[i])
+        for j in mine
+        for i in range(j * shard_size, min((j + 1) * shard_size, len(entries)))
+    ]
+    shards = {j: _Shard(min((j + 1) * shard_size, len(entries)) - j * shard_size) for j in mine}
+    for j in mine:
+        store.begin_shard(j)
+    summary: dict[str, Any] = {"num_images": 0, "skipped": [], "out": out_dir}
+    writer = _Writer(store, loaded, settings, s, k, maps, maps_dtype, overlays, overlay_size,
+                     max_pixels)  # fmt: skip
+    bar = tqdm(total=len(work), unit="img", disable=not progress, desc="extract")
+    pending = None  # (rows meta, device outputs) of the batch in flight
+    rows: list = []
+
+    def flush(batch_rows):
+        """Dispatch a batch; return its (meta, outputs)."""
+        x = np.zeros((bsz, s, s, 3), np.float32)
+        for r, (_, _, _, (img, _)) in enumerate(batch_rows):
+            x[r] = images_lib.normalize(img, loaded.normalization)
+        _check_inputs(x, loaded.normalization)
+        return batch_rows, step(x)
+
+    def collect(done_batch):
+        meta, out = done_batch
+        out = {key: np.asarray(v)[: len(meta)] for key, v in out.items()}
+        for r, (j, i, path, (_, hw)) in enumerate(meta):
+            shards[j].rows.append((i, path, hw, {key: v[r] for key, v in out.items()}))
+            _maybe_commit(j)
+        bar.update(len(meta))
+
+    def _maybe_commit(j):
+        if shards[j].full():
+            writer.commit(j, shards.pop(j))
+            summary["shards_done"] = summary.get("shards_done", 0) + 1
+
+    try:
+        window = max(2 * bsz, 2 * threads)
+        for (j, i, path, _), result, err in ordered_map(decode, work, threads=threads,
+                                                        window=window):  # fmt: skip
+            if err is not None:
+                why = (
+                    str(err)
+                    if isinstance(err, _Listed | images_lib.TooLarge)
+                    else (f"{type(err).__name__}: {err}")
+                )
+                shards[j].skipped.append((i, path, why))
+                summary["skipped"].append((path, why))
+                bar.update(1)
+                _maybe_commit(j)
+                continue
+            rows.append((j, i, path, result))
+            if len(rows) == bsz:
+                nxt = flush(rows)
+                rows = []
+                if pending is not None:
+                    collect(pending)
+                pending = nxt
+        if rows:
+            nxt = flush(rows)
+            if pending is not None:
+                collect(pending)
+            pending = nxt
+        if pending is not None:
+            collect(pending)
+            pending = None
+    finally:
+        bar.close()
+    summary["num_images"] = writer.num_records
+    final = store.finish(num_shards, manifest)
+    summary["complete"] = final is not None
+    summary["num_records"] = final["num_records"] if final else None
+    return summary
+
+
+def _make_step(loaded, devices, k, method, threshold, maps, overlays, extra):
+    from camjax.bulk.devices import make_step
+
+    return make_step(
+        loaded.model,
+        loaded.variables,
+        devices=devices,
+        keep_maps=maps != "none" or overlays > 0,  # overlays need the maps as well
+        top_k=k,
+        method=method,
+        threshold=threshold,
+        map_resolution="input" if maps == "input" else "feature",
+        **extra,
+    )
+
+
+class _Writer:
+    """Turns a full shard's rows into its files (records, arrays, overlays)."""
+
+    def __init__(self, store, loaded, settings, s, k, maps, maps_dtype, overlays, overlay_size,
+                 max_pixels):  # fmt: skip
+        self.store, self.names, self.s, self.k = store, loaded.class_names, s, k
+        self.maps, self.maps_dtype = maps, maps_dtype
+        self.overlays, self.overlay_size, self.max_pixels = overlays, overlay_size, max_pixels
+        self.tag = {key: settings[key] for key in ("model", "method", "layer", "threshold")}
+        self.num_records = 0
+
+    def commit(self, j: int, shard: _Shard) -> None:
+        rows = sorted(shard.rows, key=lambda r: r[0])
+        skipped = sorted(shard.skipped, key=lambda r: r[0])
+        records, arrays = [], None
+        if rows:
+            arrays, maps = self._arrays(rows)
+            for r, (i, path, hw, _) in enumerate(rows):
+                records.append(self._record(j, r, i, path, hw, arrays))
+            if self.overlays:
+                self._overlays(j, rows, arrays, maps)
+        self.store.commit_shard(j, records, arrays, [(p, why) for _, p, why in skipped])
+        self.num_records += len(records)
+
+    def _arrays(self, rows) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        s = self.s
+        sizes = np.asarray([hw for _, _, hw, _ in rows], np.int32)
+        boxes = np.stack([o["boxes"] for *_, o in rows]).astype(np.int32)
+        orig = np.stack([rescale_boxes(b, (s, s), hw) for b, hw in zip(boxes, sizes, strict=True)])
+        arrays = {
+            "index": np.asarray([i for i, *_ in rows], np.int64),
+            "paths": np.asarray([p for _, p, _, _ in rows], dtype=str),
+            "orig_size": sizes,
+            "class_ids": np.stack([o["class_ids"] for *_, o in rows]).astype(np.int32),
+            "probs": np.stack([o["probs"] for *_, o in rows]).astype(np.float32),
+            "boxes": boxes,
+            "boxes_original": orig.astype(np.int32),
+            "input_size": np.asarray([s, s], np.int32),
+        }
+        maps = None
+        if self.maps != "none" or self.overlays:
+            maps = np.stack([o["maps"] for *_, o in rows])
+            if self.maps != "none":
+                arrays["maps"] = maps.astype(self.maps_dtype)
+        return arrays, maps
+
+    def _record(self, j, r, i, path, hw, arrays) -> str:
+        top = [
+            {
+                "rank": n + 1,
+                "class_id": int(arrays["class_ids"][r, n]),
+                "class_name": self.names[int(arrays["class_ids"][r, n])],
+                "prob": round(float(arrays["probs"][r, n]), 6),
+                "box": [int(v) for v in arrays["boxes_original"][r, n]],
+            }
+            for n in range(self.k)
+        ]
+        rec = {"index": i, "path": path, "height": int(hw[0]), "width": int(hw[1]),
+               "shard": j, "row": r, "top_k": top, **self.tag}  # fmt: skip
+        return json.dumps(rec)
+
+    def _overlays(self, j, rows, arrays, maps) -> None:
+        from PIL import Image
+
+        from camjax.bulk.reader import resize_map
+        from camjax.overlay import labelled_panels
+
+        folder = self.store.path("overlays", shard_name(j))
+        os.makedirs(folder, exist_ok=True)
+        n = self.overlays
+        for r, (i, path, _, _) in enumerate(rows):
+            try:
+                img, _ = images_lib.read_image(
+                    path, self.overlay_size, max_pixels=self.max_pixels, keep_aspect=True
+                )
+            except Exception:  # read once already; a file changed since is not fatal
+                continue
+            h, w = img.shape[:2]
+            cams = [resize_map(maps[r, m].astype(np.float32), (h, w)) for m in range(n)]
+            boxes = rescale_boxes(arrays["boxes"][r, :n], (self.s, self.s), (h, w))
+            labels = [
+                f"{m + 1}. {self.names[int(arrays['class_ids'][r, m])]} "
+                f"{float(arrays['probs'][r, m]):.2f}"
+                for m in range(n)
+            ]
+            panel = labelled_panels(img, cams, boxes, labels)
+            stem = os.path.splitext(os.path.basename(path))[0][:60]
+            stem = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in stem)
+            atomic_write(os.path.join(folder, f"{i:08d}_{stem}.png"), _png(Image.fromarray(panel)))
+
+
+def _png(image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+__all__ = ["MAP_MODES", "extract_to"]
