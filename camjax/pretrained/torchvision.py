@@ -19,6 +19,14 @@ GoogLeNet's auxiliary heads); ``*.num_batches_tracked`` is ignored everywhere (F
 uses a fixed momentum). Missing, unexpected or mis-shaped tensors raise one
 :class:`MappingError` (a ``ValueError``) listing all of them.
 
+timm files (``.safetensors`` or ``.pth``) map through the same functions: timm's
+ResNet-50 uses torchvision's names throughout (``conv1``, ``bn1``, ``layer1``-``layer4``
+with ``downsample.0/1``, ``fc``); timm's VGG16 keeps ``features.N`` but names the
+classifier ``pre_logits.fc1`` / ``pre_logits.fc2`` (fc6/fc7 as 7x7 and 1x1 convolutions)
+and ``head.fc`` (fc8) instead of ``classifier.0/3/6`` (timm 1.0.31, ``models/vgg.py``
+``_filter_fn`` and ``models/resnet.py`` ``make_blocks``). :func:`source_naming` tells the
+two apart by those classifier names; :data:`TIMM_IGNORED_PREFIXES` lists what is ignored.
+
 Input scaling: torchvision's VGG16, AlexNet and ResNet-50 weights expect ImageNet
 mean/std normalisation; its GoogLeNet weights expect ``transform_input=True`` as well
 (create the model with ``transform_input=True`` when feeding ImageNet-normalised images).
@@ -58,7 +66,20 @@ IGNORED_PREFIXES: dict[str, tuple[str, ...]] = {
     # fc.{weight,bias}: the 1000-way classifier.
     "resnet50": ("fc.",),
 }
+# timm state-dict keys that the truncated trunks do not use, where timm's names differ.
+TIMM_IGNORED_PREFIXES: dict[str, tuple[str, ...]] = {
+    # pre_logits.fc1 / pre_logits.fc2 (fc6, fc7 as convolutions) and head.fc (fc8).
+    "vgg16": ("pre_logits.", "head."),
+}
 _IGNORED_SUFFIX = ".num_batches_tracked"
+
+
+def source_naming(layout: str, state_dict: Mapping[str, Any]) -> str:
+    """``"timm"`` if ``state_dict`` has a key only timm's ``layout`` uses, else
+    ``"torchvision"`` (also for timm's ResNet-50, whose names are torchvision's)."""
+    timm_only = TIMM_IGNORED_PREFIXES.get(layout, ())
+    timm = bool(timm_only) and any(k.startswith(timm_only) for k in state_dict)
+    return "timm" if timm else "torchvision"
 
 
 def torch_key(path: tuple[str, ...]) -> str:
@@ -78,10 +99,12 @@ def map_torchvision(
 ) -> dict[str, Any]:
     """``variables`` with every ``backbone`` leaf replaced by its torchvision tensor.
 
-    ``layout`` is a key of :data:`IGNORED_PREFIXES`. Leaves outside ``backbone`` (the CAM
-    head) are returned as given. Dtypes follow ``variables``.
+    ``layout`` is a key of :data:`IGNORED_PREFIXES`; timm's names are recognised
+    (:func:`source_naming`). Leaves outside ``backbone`` (the CAM head) are returned as
+    given. Dtypes follow ``variables``.
     """
-    ignored = IGNORED_PREFIXES[layout]
+    naming = source_naming(layout, state_dict)
+    ignored = (TIMM_IGNORED_PREFIXES if naming == "timm" else IGNORED_PREFIXES)[layout]
     flat = traverse_util.flatten_dict(unfreeze(variables))
     state = {
         k: v
@@ -106,7 +129,7 @@ def map_torchvision(
             continue
         out[path] = jnp.asarray(value, dtype=leaf.dtype)
     unexpected = sorted(set(state) - used)
-    raise_if_unfit(f"torchvision {layout} state dict", missing, unexpected, wrong_shape)
+    raise_if_unfit(f"{naming} {layout} state dict", missing, unexpected, wrong_shape)
     return traverse_util.unflatten_dict(out)
 
 
@@ -129,4 +152,11 @@ TORCHVISION_MAPPINGS: dict[str, Callable[[Mapping[str, np.ndarray], Any], dict[s
     "resnet50_gap": _mapper("resnet50"),
 }
 
-__all__ = ["IGNORED_PREFIXES", "TORCHVISION_MAPPINGS", "map_torchvision", "torch_key"]
+__all__ = [
+    "IGNORED_PREFIXES",
+    "TIMM_IGNORED_PREFIXES",
+    "TORCHVISION_MAPPINGS",
+    "map_torchvision",
+    "source_naming",
+    "torch_key",
+]
