@@ -11,6 +11,7 @@ al., CVPR 2016, Sec. 3.2). The module is named ``extraction`` because
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -19,7 +20,11 @@ import numpy as np
 
 from camjax.boxes import largest_component_box
 from camjax.cam import NORMALIZE_MODES, UPSAMPLE_METHODS, _is_concrete, normalize, upsample
-from camjax.saliency import CORES, METHODS, split
+from camjax.methods import METHODS
+from camjax.methods.compute import _apply_kwargs, forward_only, map_fn, output_shape
+from camjax.methods.layer import cut
+from camjax.methods.smoothing import TTA, SmoothGrad
+from camjax.methods.targets import ClassLogit, check_class_ids, logits_of
 
 _STATIC = (
     "model",
@@ -30,6 +35,14 @@ _STATIC = (
     "upsample_method",
     "num_boxes",
     "map_resolution",
+    "layer",
+    "classifier",
+    "reshape",
+    "apply_kwargs",
+    "eigen",
+    "tta",
+    "smoothgrad",
+    "options",
 )
 
 MAP_RESOLUTIONS: tuple[str, ...] = ("input", "feature")
@@ -49,6 +62,8 @@ def _extract(
     variables: Any,
     images: jax.Array,
     gt_labels: jax.Array | None,
+    class_ids: jax.Array | None,
+    target: Any,
     *,
     top_k: int,
     method: str,
@@ -57,28 +72,65 @@ def _extract(
     upsample_method: str,
     num_boxes: int,
     map_resolution: str,
+    layer: str | None,
+    classifier: str | None,
+    reshape: Any,
+    apply_kwargs: tuple[tuple[str, Any], ...],
+    eigen: bool,
+    tta: TTA | None,
+    smoothgrad: SmoothGrad | None,
+    options: tuple[tuple[str, Any], ...],
 ) -> dict[str, jax.Array]:
-    s = split(model, variables, images, "head")
-    logits = s.logits
-    _, class_ids = jax.lax.top_k(logits, top_k)
-    probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), class_ids, axis=-1)
-    ids = class_ids
-    if gt_labels is not None:
-        ids = jnp.concatenate([class_ids, gt_labels.astype(class_ids.dtype)[:, None]], axis=1)
-    raw = CORES[method](model, variables, images, s, ids)
-    maps = normalize(upsample(raw, images.shape[1:3], upsample_method), normalization)
-    # What is returned: the input-size maps, or the raw maps normalised where they live.
-    shown = maps if map_resolution == "input" else normalize(raw, normalization)
+    m = METHODS[method]
+    kw = dict(apply_kwargs)
+    if m.uses_layer:
+        c = cut(
+            model, variables, images, layer, classifier=classifier, reshape=reshape, apply_kwargs=kw
+        )
+    else:
+        c = forward_only(model, variables, images, kw)
+    logits = logits_of(c.output).astype(jnp.float32)
+    softmax = jax.nn.softmax(logits, axis=-1)
+    if class_ids is None:
+        _, class_ids = jax.lax.top_k(logits, top_k)
     out = {
         "logits": logits,
         "class_ids": class_ids.astype(jnp.int32),
-        "probs": probs,
-        "maps": shown[:, :top_k],
+        "probs": jnp.take_along_axis(softmax, class_ids, axis=-1),
     }
-    # One box call for the top maps and the GT map together.
+    n = class_ids.shape[1]
+    if target is None:
+        ids = class_ids
+        if gt_labels is not None:
+            ids = jnp.concatenate([ids, gt_labels.astype(ids.dtype)[:, None]], axis=1)
+        target = ClassLogit(ids)
+    else:
+        out["scores"] = target(c.output)
+        n = out["scores"].shape[1]
+    fn = map_fn(
+        m,
+        model,
+        variables,
+        target,
+        layer=layer,
+        classifier=classifier,
+        reshape=reshape,
+        apply_kwargs=kw,
+        eigen=eigen,
+        tta=tta,
+        smoothgrad=smoothgrad,
+        options=dict(options),
+        first_cut=c,
+    )
+    raw = fn(images)
+    maps = normalize(upsample(raw, images.shape[1:3], upsample_method), normalization)
+    # What is returned: the input-size maps, or the raw maps normalised where they live.
+    shown = maps if map_resolution == "input" else normalize(raw, normalization)
+    out["maps"] = shown[:, :n]
+    # One box call for the maps and the GT map together.
     to_box = maps[:, :num_boxes]
     if gt_labels is not None:
-        to_box = jnp.concatenate([to_box, maps[:, top_k:]], axis=1)
+        to_box = jnp.concatenate([to_box, maps[:, n:]], axis=1)
     boxes = (
         map_boxes(to_box, threshold)
         if to_box.shape[1]
@@ -86,7 +138,7 @@ def _extract(
     )
     out["boxes"] = boxes[:, :num_boxes]
     if gt_labels is not None:
-        out["gt_maps"] = shown[:, top_k:]
+        out["gt_maps"] = shown[:, n:]
         out["gt_boxes"] = boxes[:, num_boxes:]
     return out
 
@@ -104,32 +156,55 @@ def extract(
     upsample_method: str = "bilinear",
     num_boxes: int | None = None,
     map_resolution: str = "input",
+    layer: str | None = None,
+    classifier: str | None = None,
+    reshape: bool | tuple[int, int] | None = None,
+    apply_kwargs: Mapping[str, Any] | None = None,
+    class_ids: Any = None,
+    target: Any = None,
+    eigen: bool = False,
+    tta: TTA | None = None,
+    smoothgrad: SmoothGrad | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, jax.Array]:
-    """Classify ``images`` and localise the top-k classes, in one jitted call.
+    """Classify ``images`` and localise the top-k classes (or given classes or a target),
+    in one jitted call.
 
     Args:
-      model: a camjax CAM network (hashable; a static argument of the jit).
+      model: any Linen classifier (hashable; a static argument of the jit), called as
+        ``model.apply(variables, images, **apply_kwargs)``; its output is the logits
+        ``[B, C]`` or holds them (:func:`camjax.methods.targets.logits_of`). A camjax
+        ``CAMNet`` needs no ``layer``.
       variables: its variables (``params``, and ``batch_stats`` for BN backbones).
-      images: ``[B, H, W, 3]`` float32, normalised for the model.
+      images: ``[B, H, W, C]`` float32, normalised for the model.
       top_k: classes per image, by logit.
-      method: a key of :data:`camjax.saliency.METHODS` (``"cam"``, ``"gradcam"``, ...),
-        computed at the map global pooling reads (``layer="head"``).
+      method: a key of :data:`camjax.methods.METHODS` (``"cam"``, ``"gradcam"``, ...).
       gt_labels: optional ``[B]`` int class ids: adds the ground-truth class's map and box.
       threshold: box threshold, a fraction of each map's maximum (the paper: 0.2).
       normalization: ``"minmax"`` or ``"max"`` (:func:`camjax.cam.normalize`).
       upsample_method: ``"bilinear"`` or ``"bicubic"`` (:func:`camjax.cam.upsample`).
-      num_boxes: box only the first ``num_boxes`` maps (default: all ``top_k``).
+      num_boxes: box only the first ``num_boxes`` maps (default: all of them).
       map_resolution: ``"input"`` returns ``maps``/``gt_maps`` upsampled to the input size;
         ``"feature"`` returns them normalised at the method's own resolution
         ``[B, k, h, w]`` (the feature map's; the input size for ``backprop``), which is
         what a store of many maps wants. Boxes are computed on the input-size maps
         either way, so they are the same for both.
+      layer, classifier, reshape, apply_kwargs: where the map lives, for any Linen model
+        (:func:`camjax.methods.layer.cut`); ``layer`` defaults to ``"head"`` for a CAMNet.
+      class_ids: ``[B, N]`` (or ``[N]`` for every image) ints: maps of these classes
+        instead of the top-k; ``class_ids``/``probs`` in the output are then these.
+      target: a target (:mod:`camjax.methods.targets`, ``output -> scores [B, N]``):
+        maps of its ``N`` scores; ``class_ids``/``probs`` stay the top-k classification
+        and ``scores [B, N]`` is added. Not with ``class_ids`` or ``gt_labels``.
+      eigen, tta, smoothgrad: smoothing (:mod:`camjax.methods.smoothing`).
+      options: the method's own keywords, e.g. ``{"chunk_size": 8}`` for Score-CAM.
 
     Returns:
       ``logits [B, C]``, ``class_ids [B, k]`` int32 (descending logit), ``probs [B, k]``
       (softmax probabilities of those classes), ``maps [B, k, H, W]`` (input size, in
-      [0, 1]), ``boxes [B, num_boxes, 4]`` int32 inclusive ``(x0, y0, x1, y1)``; with
-      ``gt_labels``: ``gt_maps [B, 1, H, W]`` and ``gt_boxes [B, 1, 4]``.
+      [0, 1]; ``[B, k, h, w]`` with ``map_resolution="feature"``), ``boxes
+      [B, num_boxes, 4]`` int32 inclusive ``(x0, y0, x1, y1)``; with ``gt_labels``:
+      ``gt_maps [B, 1, H, W]`` and ``gt_boxes [B, 1, 4]``; with ``target``: ``scores``.
 
     A NaN in the maps (e.g. from NaN images) is handled as :func:`camjax.cam.normalize`
     documents: such pixels are 0 in ``maps``; logits and probs carry the NaN.
@@ -145,15 +220,38 @@ def extract(
     if map_resolution not in MAP_RESOLUTIONS:
         raise ValueError(f"map_resolution must be one of {MAP_RESOLUTIONS}, got {map_resolution!r}")
     images = jnp.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be [B, H, W, 3], got shape {tuple(images.shape)}")
-    num_classes = variables["params"]["head"]["classifier"]["bias"].shape[-1]
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, H, W, C], got shape {tuple(images.shape)}")
+    b = images.shape[0]
+    kw = _apply_kwargs(model, apply_kwargs)
+    logits = logits_of(output_shape(model, variables, images, kw))
+    if logits.ndim != 2 or logits.shape[0] != b:
+        raise ValueError(f"extract needs a classifier's logits [B, C]; the model gives {logits}")
+    num_classes = logits.shape[-1]
+    if class_ids is not None and target is not None:
+        raise ValueError("pass class_ids or target, not both")
+    if target is not None and gt_labels is not None:
+        raise ValueError("gt_labels adds a class map; it does not combine with a target")
+    if class_ids is not None:
+        class_ids = jnp.asarray(class_ids)
+        if class_ids.ndim == 1:
+            class_ids = jnp.broadcast_to(class_ids, (b,) + class_ids.shape)
+        class_ids = check_class_ids(class_ids, b, num_classes).astype(jnp.int32)
+        top_k = class_ids.shape[1]
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
         raise ValueError(f"top_k must be an int in [1, {num_classes}], got {top_k!r}")
+    n = top_k
+    if target is not None:
+        if not callable(target):
+            raise ValueError(f"target must be callable (output -> [B, N]), got {target!r}")
+        scores = jax.eval_shape(lambda x: target(model.apply(variables, x, **kw)), images)
+        if scores.ndim != 2 or scores.shape[0] != b:
+            raise ValueError(f"target must give scores [B, N] with B = {b}, got {scores.shape}")
+        n = scores.shape[1]
     if num_boxes is None:
-        num_boxes = top_k
-    if not isinstance(num_boxes, int) or not 0 <= num_boxes <= top_k:
-        raise ValueError(f"num_boxes must be an int in [0, top_k={top_k}], got {num_boxes!r}")
+        num_boxes = n
+    if not isinstance(num_boxes, int) or not 0 <= num_boxes <= n:
+        raise ValueError(f"num_boxes must be an int in [0, {n}] (the maps), got {num_boxes!r}")
     threshold = float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold is a fraction of the map's max, in [0, 1]; got {threshold}")
@@ -174,6 +272,8 @@ def extract(
         variables,
         images,
         gt_labels,
+        class_ids,
+        target,
         top_k=top_k,
         method=method,
         threshold=threshold,
@@ -181,6 +281,14 @@ def extract(
         upsample_method=upsample_method,
         num_boxes=num_boxes,
         map_resolution=map_resolution,
+        layer=layer,
+        classifier=classifier,
+        reshape=tuple(reshape) if isinstance(reshape, list) else reshape,
+        apply_kwargs=tuple(sorted(kw.items())),
+        eigen=bool(eigen),
+        tta=tta,
+        smoothgrad=smoothgrad,
+        options=tuple(sorted((options or {}).items())),
     )
 
 

@@ -6,9 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from camjax.methods import cut
+from camjax.methods.gradients import feature_gradients
+from camjax.methods.targets import ClassLogit
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.tiny import TinyBackbone
-from camjax.saliency import METHODS, split
+from camjax.saliency import METHODS
 
 SIZE = 16  # tiny backbone: two 2x2 pools -> 4x4 map
 K = 6  # head channels
@@ -57,10 +60,7 @@ def test_gradcam_and_hirescam_on_gap_are_scaled_cam(gap, images):
     assert cam.min() < 0 < cam.max()  # so that the ReLU matters
     # GAP: dS_c/dA_k(i, j) = w_kc / (h w) everywhere, so Grad-CAM's channel weight is
     # w_kc / (h w) and Grad-CAM = ReLU(CAM) / (h w); HiResCAM = sum_k w_kc / (h w) A_k.
-    s = split(model, v, images)
-    from camjax.saliency import _feature_grads
-
-    g = np.asarray(_feature_grads(s, CLASS_IDS))
+    g = np.asarray(feature_gradients(cut(model, v, images), ClassLogit(CLASS_IDS)))
     kernel = np.asarray(v["params"]["head"]["classifier"]["kernel"])
     want = kernel.T[np.asarray(CLASS_IDS)][:, :, None, None, :] / HW
     np.testing.assert_allclose(g, np.broadcast_to(want, g.shape), rtol=1e-6)
@@ -214,8 +214,10 @@ def test_bad_arguments(gap, images):
         METHODS["gradcam"](model, v, images, jnp.array([[0], [1], [5]]))
     with pytest.raises(ValueError, match="class_ids must be"):
         METHODS["backprop"](model, v, images, jnp.array([[0], [1]]))
-    with pytest.raises(ValueError, match="layer must be"):
+    with pytest.raises(ValueError, match="layer 'conv3' is not a submodule"):
         METHODS["layercam"](model, v, images, CLASS_IDS, layer="conv3")
+    with pytest.raises(TypeError, match="takes no option"):
+        METHODS["gradcam"](model, v, images, CLASS_IDS, chunk_size=4)
     with pytest.raises(ValueError, match="chunk_size"):
         METHODS["scorecam"](model, v, images, CLASS_IDS, chunk_size=0)
 
