@@ -151,6 +151,16 @@ def test_deeply_nested_dict_key_is_refused(tmp_path):
     assert "key" in out.get("error", ""), out
 
 
+def test_shared_references_do_not_hang(tmp_path):
+    """{"x": 60 levels of (t, t)}: 2**60 leaves if walked as a tree (the old reader never
+    returned). Each shared object is rebuilt once."""
+    path = tmp_path / "dag.pth"
+    pairs = b"N" + b"q\x00h\x00\x86" * 60  # PUT 0, GET 0, TUPLE2
+    zip_checkpoint(path, PROTO + EMPTY_DICT + op_str("x") + pairs + SETITEM + STOP, {})
+    out = load_in_child(path, timeout=30)
+    assert out.get("keys") == ["x"], out
+
+
 def test_huge_element_count_is_a_checkpoint_error(tmp_path):
     """2**40 elements over one float with stride 0: a raw MemoryError before."""
     path = tmp_path / "huge.pth"

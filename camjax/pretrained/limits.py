@@ -42,7 +42,10 @@ def show(value: object, limit: int = 60) -> str:
         return repr(value)
     if isinstance(value, tuple | list) and len(value) <= 8:
         if all(type(v) in (int, float, bool, str) for v in value):  # flat: no recursion
-            return "(" + ", ".join(show(v) for v in value) + ")"
+            inner = ", ".join(show(v) for v in value)
+            if isinstance(value, list):
+                return f"[{inner}]"
+            return f"({inner},)" if len(value) == 1 else f"({inner})"
     return f"a {type(value).__name__}"
 
 

@@ -60,7 +60,7 @@ def _materialize(
     largest = max((storages[k].nbytes for k in groups), default=0)
     budget.charge(
         out_bytes + largest,
-        f"{len(records)} tensors ({mib(out_bytes)}) and their largest storage ({mib(largest)})",
+        f"{len(records)} tensor(s) ({mib(out_bytes)}) and the largest storage ({mib(largest)})",
     )
     arrays: dict[int, np.ndarray] = {}
     for key, group in groups.items():

@@ -83,10 +83,21 @@ class Stream:
         return self.f.readline(n)
 
 
+def kind_of(x: Any) -> str:
+    """What ``x`` is, in words, for error messages (never its repr)."""
+    if isinstance(x, TensorRecord):
+        return "a tensor"
+    if isinstance(x, StorageRecord):
+        return "a storage"
+    if isinstance(x, Global):
+        return f"the global {x.qualname}"
+    return f"a {type(x).__name__}"
+
+
 def _key(value: Any) -> Any:
     if value is None or type(value) in (str, bytes, int, float, bool):
         return value
-    raise CheckpointError(f"dict key is {show(value)}; keys must be str, bytes or numbers")
+    raise CheckpointError(f"dict key is {kind_of(value)}; keys must be str, bytes or numbers")
 
 
 class _Machine:
@@ -104,7 +115,7 @@ class _Machine:
     def target(self, kind: type, op: str) -> Any:
         t = self.stack[-1]
         if type(t) is not kind:
-            raise CheckpointError(f"{op} into {show(t)}, not a {kind.__name__}")
+            raise CheckpointError(f"{op} into {kind_of(t)}, not a {kind.__name__}")
         return t
 
     def set_items(self, items: list[Any], op: str) -> None:
@@ -126,9 +137,9 @@ class _Machine:
 
     def reduce(self, func: Any, args: Any) -> Any:
         if not isinstance(func, Global) or func.kind == "storage":
-            raise CheckpointError(f"pickle calls {show(func)}, which is not a callable global")
+            raise CheckpointError(f"pickle calls {kind_of(func)}, which is not a callable global")
         if type(args) is not tuple:
-            raise CheckpointError(f"{func.qualname} called with {show(args)}, not a tuple")
+            raise CheckpointError(f"{func.qualname} called with {kind_of(args)}, not a tuple")
         if func.kind == "dict":
             if not args:
                 return {}
@@ -148,7 +159,7 @@ class _Machine:
             raise CheckpointError(f"unsupported persistent id {show(pid)}")
         stype, key, location, numel = pid[1:5]
         if not (isinstance(stype, Global) and stype.kind == "storage"):
-            raise CheckpointError(f"persistent id names {show(stype)}, not a storage type")
+            raise CheckpointError(f"persistent id names {kind_of(stype)}, not a storage type")
         key = key.decode("ascii", "replace") if type(key) is bytes else key
         if type(key) is not str or not _KEY.match(key) or type(location) not in (str, bytes):
             raise CheckpointError(f"storage key {show(key)} or location {show(location)}")
@@ -237,7 +248,7 @@ class _Machine:
             state, obj = s.pop(), s[-1]
             if type(obj) is not dict or not (state is None or type(state) is dict):
                 raise CheckpointError(
-                    f"BUILD on {show(obj)} (state {show(state)}): only a state dict's "
+                    f"BUILD on {kind_of(obj)} (state {kind_of(state)}): only a state dict's "
                     "OrderedDict takes a state; anything else would rewrite a checked record"
                 )
         elif op in ("PERSID", "BINPERSID"):
