@@ -5,10 +5,13 @@ one import line below; then name it in ``config.eval.metrics``.
 """
 
 from camjax.evaluation.metrics import (  # noqa: F401  (each import registers one metric)
+    average_drop,
     gt_known,
     heuristic,
+    insertion_deletion,
     loc_error,
     max_box_acc,
     max_box_acc_v2,
     pxap,
+    road,
 )
