@@ -12,7 +12,7 @@ bytes they cost were charged to the :class:`~camjax.pretrained.limits.Budget`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,18 +176,10 @@ def _describe(x: Any) -> str:
     return f"the global {name} itself" if name else show(x)
 
 
-def group_by_storage(records: list[TensorRecord]) -> Mapping[str, list[TensorRecord]]:
-    groups: dict[str, list[TensorRecord]] = {}
-    for r in records:
-        groups.setdefault(r.storage.key, []).append(r)
-    return groups
-
-
 __all__ = [
     "STORAGE_DTYPES",
     "StorageRecord",
     "TensorRecord",
-    "group_by_storage",
     "tensor_record",
     "to_array",
     "walk",
