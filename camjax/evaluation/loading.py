@@ -1,8 +1,9 @@
 """Trained or pretrained networks, ready for evaluation and extraction.
 
-``load_trained`` rebuilds the network of a training config and restores its latest (or a
-chosen) checkpoint through the trainer's :class:`camjax.train.checkpoint.Checkpointer`,
-which checks the checkpoint's fingerprint against the config before loading anything.
+``load_trained`` rebuilds a network from what its checkpoint says about it
+(:class:`~camjax.evaluation.network.NetworkSpec`) and reads only its variables,
+verified against their checksums: no optimizer, no data set. A config, when given, is
+checked against the checkpoint (a different model is refused, naming what differs).
 ``load_named`` gives a pretrained network by registry name (offline weights).
 """
 
@@ -16,6 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from camjax.evaluation import checkpoints as ckpts
+from camjax.evaluation.network import NetworkSpec
+
+VARIABLE_PARTS = ("params", "batch_stats")
+
 
 @dataclasses.dataclass
 class Loaded:
@@ -28,7 +34,7 @@ class Loaded:
     normalization: str
     checkpoint_name: str
     config: Any = None
-    info: Any = None
+    spec: NetworkSpec | None = None
 
     def eval_batches(
         self, split: str, batch_size: int, *, max_examples: int | None = None
@@ -78,81 +84,114 @@ class Loaded:
         return predict
 
 
-def _split_checkpoint_path(path: str) -> tuple[str, int | None]:
-    """``.../checkpoints/600`` -> (``.../checkpoints``, 600); a workdir -> its checkpoints."""
-    path = os.path.abspath(path)
-    base = os.path.basename(path.rstrip("/"))
-    if base.isdigit():
-        return os.path.dirname(path), int(base)
-    if os.path.isdir(os.path.join(path, "checkpoints")):
-        return os.path.join(path, "checkpoints"), None
-    return path, None
+def network_spec(meta: Mapping[str, Any], where: str = "checkpoint") -> NetworkSpec:
+    """The network a checkpoint's metadata describes.
+
+    Checkpoints of camjax 0.1.0 have no ``network`` entry: it is rebuilt from their saved
+    config and fingerprint, with class names ``"0".."C-1"`` (their data set is not read).
+    """
+    import ml_collections
+
+    if "network" in meta:
+        try:
+            return NetworkSpec.from_json(meta["network"])
+        except (TypeError, ValueError, KeyError) as e:
+            raise ckpts.CorruptCheckpointError(f"{where}: bad network description ({e})") from e
+    try:
+        config = ml_collections.ConfigDict(json.loads(meta["config"]))
+        num_classes = int(meta["fingerprint"]["num_classes"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ckpts.CorruptCheckpointError(f"{where}: metadata lacks the network ({e})") from e
+    return NetworkSpec.from_config(config, num_classes)
 
 
-def load_trained(config: Any, workdir: str, *, checkpoint: str | None = None) -> Loaded:
-    """The network of ``config`` with the weights of ``checkpoint`` (default: the latest
-    checkpoint in ``workdir``). Raises ``FileNotFoundError`` when there is none."""
+def check_config(spec: NetworkSpec, config: Any, where: str) -> None:
+    """Refuse a config whose network differs from the checkpoint's, naming the fields."""
+    given = NetworkSpec.from_config(config, spec.num_classes)
+    diffs = [
+        f"{f}: checkpoint has {getattr(spec, f)!r}, config gives {getattr(given, f)!r}"
+        for f in ("model", "kwargs", "image_size", "normalization", "dtype")
+        if _norm(getattr(spec, f)) != _norm(getattr(given, f))
+    ]
+    if diffs:
+        raise ckpts.CheckpointMismatchError(
+            f"{where} was written for a different model/config ({'; '.join(diffs)})"
+        )
+
+
+def _norm(x: Any) -> Any:
+    return json.loads(json.dumps(x))  # tuples and lists compare equal
+
+
+def load_trained(
+    config: Any = None, workdir: str | None = None, *, checkpoint: str | None = None
+) -> Loaded:
+    """The network trained in ``workdir`` with the weights of ``checkpoint`` (default:
+    the newest intact checkpoint there; an unreadable newer one is reported and skipped).
+
+    ``config``: checked against the checkpoint's network; ``None`` takes the config saved
+    in the checkpoint (``Loaded.config``). Raises ``FileNotFoundError`` when there is no
+    checkpoint, :class:`~camjax.evaluation.checkpoints.CorruptCheckpointError` when the
+    one asked for (or every one) is damaged.
+    """
     import jax
+    import ml_collections
 
-    from camjax import data
-    from camjax.train import checkpoint as ckpt_lib
-    from camjax.train import loop, optimizer
-    from camjax.train import state as state_lib
-
-    directory, step = _split_checkpoint_path(checkpoint or workdir)
+    if checkpoint is None and workdir is None:
+        raise ValueError("load_trained needs a workdir or a checkpoint")
+    directory, step = ckpts.split_path(checkpoint or workdir)
     if not os.path.isdir(directory):
         raise FileNotFoundError(
             f"no checkpoint directory at {directory}; train first "
             "(python train.py --config ... --workdir ...) or pass --checkpoint"
         )
-    info = data.info(config.data)
-    model = loop.build_model(config, info.num_classes)
-    tx = optimizer.create_optimizer(config.optimizer, config.train.num_steps)
-    # The restore target: a fresh state of the right structure. Not loop.initial_state,
-    # which would also read config.init_from's weight file that the checkpoint replaces.
-    variables = state_lib.init_variables(model, jax.random.key(0), config.data.image_size)
-    fresh = state_lib.create_train_state(variables, tx)
-    ckpt = ckpt_lib.Checkpointer(
-        directory,
-        ckpt_lib.fingerprint(config, info.num_classes, fresh.params),
-        async_save=False,
-    )
-    try:
-        restored = ckpt.restore(fresh, step)
-    finally:
-        ckpt.close()
-    if restored is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}; train first or pass --checkpoint")
-    state, step = restored
+    if step is None:
+        if not ckpts.steps(directory):
+            raise FileNotFoundError(
+                f"no checkpoint in {directory}; train first or pass --checkpoint"
+            )
+        found = ckpts.latest_readable(directory, VARIABLE_PARTS)
+        if found is None:
+            raise ckpts.CorruptCheckpointError(f"every checkpoint in {directory} is damaged")
+        step, meta, arrays = found
+    else:
+        if step not in ckpts.steps(directory):
+            raise FileNotFoundError(f"no checkpoint step {step} in {directory}")
+        meta = ckpts.read_meta(directory, step)
+        arrays = ckpts.restore_arrays(directory, step, VARIABLE_PARTS, meta=meta)
+    where = f"checkpoint step {step} in {directory}"
+    spec = network_spec(meta, where)
+    if config is None:
+        config = ml_collections.ConfigDict(json.loads(meta["config"]))
+    else:
+        check_config(spec, config, where)
+    if "params" not in arrays:
+        raise ckpts.CorruptCheckpointError(f"{where}: the state holds no params")
+    variables = {k: arrays[k] for k in VARIABLE_PARTS if arrays.get(k)}
+    expected = spec.param_shapes()
+    same = jax.tree.structure(expected) == jax.tree.structure(variables)
+    if not same or any(
+        a.shape != b.shape
+        for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(variables), strict=True)
+    ):
+        raise ckpts.CheckpointMismatchError(
+            f"{where}: its arrays do not fit model {spec.model!r} with {dict(spec.kwargs)}"
+        )
     return Loaded(
-        model=model,
-        variables=state.variables(),
-        class_names=[display_name(n) for n in info.class_names],
-        image_size=int(config.data.image_size),
-        normalization=str(config.data.normalization),
+        model=spec.build(),
+        variables=jax.device_put(variables),
+        class_names=[display_name(n) for n in spec.class_names],
+        image_size=spec.image_size,
+        normalization=spec.normalization,
         checkpoint_name=f"{directory} step {step}",
         config=config,
-        info=info,
+        spec=spec,
     )
 
 
 def config_from_checkpoints(workdir: str) -> Any:
-    """The training config saved beside the latest checkpoint in ``workdir``."""
-    import ml_collections
-    import orbax.checkpoint as ocp
-
-    directory, step = _split_checkpoint_path(workdir)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"no checkpoint directory at {directory}")
-    manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
-    try:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {directory}")
-        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-    finally:
-        manager.close()
-    return ml_collections.ConfigDict(json.loads(meta["meta"]["config"]))
+    """The training config saved beside the newest intact checkpoint in ``workdir``."""
+    return load_trained(None, workdir).config
 
 
 def display_name(name: str) -> str:

@@ -3,7 +3,13 @@
 ``train_and_evaluate(config, workdir) -> dict`` is the entry point (``train.py`` wraps it).
 """
 
-from camjax.train.checkpoint import Checkpointer, CheckpointMismatchError, fingerprint
+from camjax.train.checkpoint import (
+    Checkpointer,
+    CheckpointMismatchError,
+    CheckpointSaveError,
+    CorruptCheckpointError,
+    fingerprint,
+)
 from camjax.train.config import check_config, load_config
 from camjax.train.loop import NonFiniteLossError, build_model, train_and_evaluate
 from camjax.train.optimizer import create_optimizer, learning_rate_schedule, param_labels
@@ -20,7 +26,9 @@ from camjax.train.step import (
 __all__ = [
     "AXIS",
     "CheckpointMismatchError",
+    "CheckpointSaveError",
     "Checkpointer",
+    "CorruptCheckpointError",
     "NonFiniteLossError",
     "PmapRunner",
     "ShardMapRunner",

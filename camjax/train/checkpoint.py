@@ -1,62 +1,121 @@
-"""Checkpoints: Orbax ``CheckpointManager`` with a fingerprint of the model they belong to.
+"""Checkpoints: Orbax ``CheckpointManager`` saves, verified restores, a fingerprint.
 
 Each checkpoint step holds two items: ``state`` (the :class:`TrainState` pytree,
-``StandardSave``) and ``meta`` (JSON: the fingerprint and the config). Orbax writes a
-step into a temporary directory and renames it into place only when every file is
-written (atomic finalisation), so a run killed during a save leaves either the previous
-steps only, or a leftover ``*.orbax-checkpoint-tmp-*`` directory that
-``all_steps()``/``latest_step()`` never list and that ``cleanup_tmp_directories``
-removes on the next start.
+``StandardSave``) and ``meta`` (JSON: the fingerprint, the config, the network
+description that evaluation rebuilds the model from, and a SHA-256 of every array,
+computed here from the host arrays). Orbax writes a step into a temporary directory and
+renames it into place only when every file is written, so a run killed during a save
+leaves the previous steps and at most a ``*.orbax-checkpoint-tmp-*`` directory, which
+is never listed and is removed on the next start.
+
+Restoring reads the newest step and checks its arrays against their digests; a step
+that cannot be read or fails the check is reported by step, moved aside to
+``<workdir>/checkpoints_corrupt/`` (never deleted) and the next older one is used.
+A save that fails in Orbax's background thread stops training at the next save (or at
+the end) with :class:`CheckpointSaveError` instead of being lost.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
+import shutil
+import sys
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
+from camjax.evaluation import checkpoints as ckpts
+from camjax.evaluation.checkpoints import CheckpointMismatchError, CorruptCheckpointError
+from camjax.evaluation.network import NetworkSpec, params_sha
 
-class CheckpointMismatchError(ValueError):
-    """The workdir holds a checkpoint of a different model/config."""
+__all__ = [
+    "CheckpointMismatchError",
+    "CheckpointSaveError",
+    "Checkpointer",
+    "CorruptCheckpointError",
+    "fingerprint",
+]
+
+
+class CheckpointSaveError(RuntimeError):
+    """Writing a checkpoint failed (possibly in the background)."""
 
 
 def fingerprint(config: ml_collections.ConfigDict, num_classes: int, params: Any) -> dict:
-    """What must agree for a checkpoint to be loadable: model, classes, param shapes.
+    """Everything that gives the saved state its meaning; a resume must agree on all of it.
 
-    Learning rate, steps, batch size and data paths may change between runs (e.g. to
-    train longer); the architecture may not. ``params_sha`` hashes every leaf's path,
-    shape and dtype, so any architecture change is caught even through ``model.kwargs``.
+    The model (name, kwargs, compute dtype, parameter shapes: ``params_sha`` hashes
+    every leaf's path, shape and dtype, so any architecture change is caught), the
+    classes, the data set and its generator config, the input size and normalization,
+    and the run's seed. Learning rate, step count, batch size, logging and data paths
+    may change between runs (e.g. to train longer).
     """
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    desc = ";".join(f"{jax.tree_util.keystr(p)}:{tuple(x.shape)}:{x.dtype}" for p, x in leaves)
+    shapes = config.data.get("shapes")
     return {
         "model": str(config.model.name),
         "model_kwargs": json.loads(config.model.kwargs.to_json()),
         "num_classes": int(num_classes),
-        "params_sha": hashlib.sha256(desc.encode()).hexdigest()[:16],
+        "params_sha": params_sha(params),
+        "dtype": str(config.model.dtype),
+        "dataset": str(config.data.name),
+        "dataset_config": (
+            json.loads(shapes.to_json())
+            if shapes is not None and config.data.name == "camjax_shapes"
+            else None
+        ),
+        "image_size": int(config.data.image_size),
+        "normalization": str(config.data.normalization),
+        "seed": int(config.seed),
     }
 
 
-def check_fingerprint(saved: dict, expected: dict, directory: str) -> None:
-    """Raise :class:`CheckpointMismatchError` naming every field that differs."""
+def check_fingerprint(saved: dict, expected: dict, where: str) -> None:
+    """Raise :class:`CheckpointMismatchError` naming every field that differs.
+
+    Fields a checkpoint does not record (those of camjax 0.1.0 lack all but the model's)
+    are not compared.
+    """
     diffs = [
-        f"{k}: checkpoint has {saved.get(k)!r}, config gives {expected[k]!r}"
+        f"{k}: checkpoint has {saved[k]!r}, config gives {expected[k]!r}"
         for k in expected
-        if saved.get(k) != expected[k]
+        if k in saved and saved[k] != expected[k]
     ]
     if diffs:
         raise CheckpointMismatchError(
-            f"the checkpoint in {directory} was written for a different model/config "
-            f"({'; '.join(diffs)}). Use another --workdir or the config it was trained with."
+            f"the {where} was written for a different model/config ({'; '.join(diffs)}). "
+            "Use another --workdir or the config it was trained with."
         )
 
 
+def _into(target: Any, arrays: dict, where: str) -> Any:
+    """``target``'s tree with the restored ``arrays`` as leaves (numpy), checked."""
+    paths, treedef = jax.tree_util.tree_flatten_with_path(target)
+    flat = {ckpts.leaf_key(p): x for p, x in jax.tree_util.tree_flatten_with_path(arrays)[0]}
+    want = [ckpts.leaf_key(p) for p, _ in paths]
+    missing, extra = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
+    if missing or extra:
+        raise CheckpointMismatchError(
+            f"the {where} holds a different training state than this config builds (another "
+            f"optimizer?): missing {missing[:3]}, unexpected {extra[:3]}"
+        )
+    leaves = []
+    for key, (_, t) in zip(want, paths, strict=True):
+        x = flat[key]
+        if tuple(x.shape) != tuple(np.shape(t)) or x.dtype != np.asarray(t).dtype:
+            raise CheckpointMismatchError(
+                f"the {where} holds {key} as {x.dtype}{list(x.shape)}, this config builds "
+                f"{np.asarray(t).dtype}{list(np.shape(t))}"
+            )
+        leaves.append(x)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
 class Checkpointer:
-    """Periodic saves, keep the last ``max_to_keep``, restore the latest with a check."""
+    """Periodic saves, keep the last ``max_to_keep``, restore the newest intact one."""
 
     def __init__(
         self,
@@ -65,11 +124,16 @@ class Checkpointer:
         *,
         max_to_keep: int = 3,
         async_save: bool = True,
+        network: NetworkSpec | None = None,
     ):
-        self.directory = str(directory)
+        if int(max_to_keep) < 1:
+            raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
+        # Orbax needs absolute paths: a relative one fails in its background thread.
+        self.directory = os.path.abspath(str(directory))
         self.expected = expected
+        self.network = network
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
+            max_to_keep=int(max_to_keep),
             create=True,
             cleanup_tmp_directories=True,
             enable_async_checkpointing=async_save,
@@ -83,38 +147,108 @@ class Checkpointer:
         await_cleanup = getattr(self.manager, "_maybe_await_cleanup_tmp_directory", None)
         if await_cleanup is not None:  # private in orbax 0.12; absent elsewhere
             await_cleanup()
+        self._pending: int | None = None  # the step whose async save may still fail
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def saved_meta(self, step: int) -> dict:
-        args = ocp.args.Composite(meta=ocp.args.JsonRestore())
-        return dict(self.manager.restore(step, args=args)["meta"])
+        return ckpts.read_meta(self.directory, step)
+
+    def _where(self, step: int) -> str:
+        return f"checkpoint step {step} in {self.directory}"
 
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, int] | None:
-        """``(state, step)`` from ``step`` (default the latest), or ``None`` if none.
+        """``(state, step)``: ``step``, or the newest intact step; ``None`` if there is none.
 
-        ``target`` gives the tree structure, shapes, dtypes and shardings to restore into.
-        Raises :class:`CheckpointMismatchError` before touching the arrays if the saved
-        fingerprint differs from the expected one.
+        ``target`` gives the tree structure, shapes and dtypes (its values are unused);
+        the state comes back as numpy arrays. A fingerprint that differs raises
+        :class:`CheckpointMismatchError` before any array is read. Without ``step``, a
+        damaged newest step is reported, moved aside and the next older one used; with
+        ``step``, damage raises :class:`CorruptCheckpointError`.
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
-            return None
-        meta = self.saved_meta(step)
-        check_fingerprint(meta.get("fingerprint", {}), self.expected, self.directory)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-        return self.manager.restore(step, args=args)["state"], step
+        candidates = [step] if step is not None else list(reversed(ckpts.steps(self.directory)))
+        for s in candidates:
+            where = self._where(s)
+            try:
+                meta = ckpts.read_meta(self.directory, s)
+                check_fingerprint(meta.get("fingerprint", {}), self.expected, where)
+                arrays = ckpts.restore_arrays(self.directory, s, meta=meta)
+                return _into(target, arrays, where), s
+            except CorruptCheckpointError as e:
+                if step is not None:
+                    raise
+                self._move_aside(s, e)
+        return None
+
+    def _move_aside(self, step: int, error: Exception) -> None:
+        aside = os.path.join(os.path.dirname(self.directory), "checkpoints_corrupt")
+        dest = os.path.join(aside, str(step))
+        if jax.process_index() == 0:  # one process moves; the others skip it all the same
+            os.makedirs(aside, exist_ok=True)
+            n = 1
+            while os.path.exists(dest):
+                n += 1
+                dest = os.path.join(aside, f"{step}.{n}")
+            try:
+                shutil.move(os.path.join(self.directory, str(step)), dest)
+            except FileNotFoundError:
+                pass
+            self.manager.reload()
+        print(
+            f"warning: {error}; moved it to {dest} and trying an older checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def check(self) -> None:
+        """Raise :class:`CheckpointSaveError` if an earlier background save failed."""
+        try:
+            self.manager.check_for_errors()
+        except Exception as e:
+            raise CheckpointSaveError(
+                f"saving checkpoint step {self._pending} in {self.directory} failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
 
     def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> bool:
-        meta = {"fingerprint": self.expected, "step": int(step), "config": config.to_json()}
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        return self.manager.save(step, args=args)
+        """Save the host ``state`` (numpy leaves) as ``step``, with its digests."""
+        from camjax.train.step import replicate_global
+
+        self.check()
+        meta = {
+            "fingerprint": self.expected,
+            "step": int(step),
+            "config": config.to_json(),
+            "checksums": ckpts.digests(state),
+        }
+        if self.network is not None:
+            meta["network"] = self.network.to_json()
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(replicate_global(state)), meta=ocp.args.JsonSave(meta)
+        )
+        try:
+            saved = self.manager.save(step, args=args)
+        except Exception as e:
+            raise CheckpointSaveError(
+                f"saving checkpoint step {step} in {self.directory} failed: {type(e).__name__}: {e}"
+            ) from e
+        self._pending = step
+        return saved
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        """Block until the pending save is written; raise if it failed."""
+        try:
+            self.manager.wait_until_finished()
+            self.manager.check_for_errors()
+        except Exception as e:
+            raise CheckpointSaveError(
+                f"saving checkpoint step {self._pending} in {self.directory} failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            self.manager.close()

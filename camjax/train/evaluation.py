@@ -1,87 +1,83 @@
-"""Periodic evaluation during training: classification accuracy and MaxBoxAccV2.
+"""Periodic evaluation during training, through the one evaluation loop.
 
-MaxBoxAccV2 (Choe et al., CVPR 2020) is computed on the CAM of the ground-truth class
-("GT-known"), upsampled to the input size and min-max normalised, by the streaming
-``camjax.evaluators.BoxEvaluator``.
+The network runs on every local device (the runner's collective-free eval step); the
+CAMs of the top-k classes and of the ground-truth class are computed from its features
+in a separate single-device program, and their boxes in another, so that no program
+with collectives ever waits on a host callback (the box kernels are host callbacks on
+CPU). Then :func:`camjax.evaluation.runner.evaluate_stream` feeds the metrics named in
+``config.eval.train_metrics`` (default MaxBoxAccV2; Choe et al., CVPR 2020) for CAM and
+the centre baseline, with counts summed over processes.
 """
 
 from __future__ import annotations
 
-import copy
-import importlib.util
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 
 from camjax import cam, models
+from camjax.evaluation import registry
+from camjax.evaluation.runner import evaluate_stream
+
+TRAIN_METRICS = ("max_box_acc_v2",)
 
 
-def _gt_maps(features: jax.Array, kernel: jax.Array, labels: jax.Array, size: int) -> jax.Array:
-    maps = cam.class_activation_maps(features, kernel, labels[:, None])[:, 0]
-    return cam.normalize(cam.upsample(maps, size))
+def _cam_outputs(features, kernel, logits, labels, top_k: int, size: tuple[int, int]):
+    _, class_ids = jax.lax.top_k(logits, top_k)
+    probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), class_ids, axis=-1)
+    ids = jnp.concatenate([class_ids, labels[:, None].astype(class_ids.dtype)], axis=1)
+    maps = cam.normalize(cam.upsample(cam.class_activation_maps(features, kernel, ids), size))
+    return class_ids.astype(jnp.int32), probs, maps
 
 
-_gt_maps = jax.jit(_gt_maps, static_argnums=3)
+_cam_outputs = jax.jit(_cam_outputs, static_argnums=(4, 5))
 
 
-def _box_evaluator(config: ml_collections.ConfigDict):
-    if importlib.util.find_spec("camjax.boxes") is None:
-        return None  # the box module has not landed: accuracy only
-    try:
-        from camjax.evaluators import BoxEvaluator
-        from camjax.metrics import default_cam_thresholds
-    except ImportError:  # the evaluators module is optional for training
-        return None
-    return BoxEvaluator(
-        cam_thresholds=default_cam_thresholds(1.0 / config.eval.cam_threshold_steps),
-        iou_thresholds=tuple(config.eval.iou_thresholds),
-    )
-
-
-def _centre(batch: int, height: int, width: int) -> np.ndarray:
-    from camjax.evaluation.centre import centre_map
-
-    return np.broadcast_to(centre_map(height, width), (batch, height, width))
-
-
-def _all_processes(evaluator):
-    """The evaluator with every process's counts merged in (a no-op on one process)."""
-    if jax.process_count() == 1:
-        return evaluator
-    gathered = multihost_utils.process_allgather(evaluator.state)
-    evaluator.state = jax.tree.map(lambda x: x[0], gathered)
-    for p in range(1, jax.process_count()):
-        other = copy.copy(evaluator)
-        other.state = jax.tree.map(lambda x, p=p: x[p], gathered)
-        evaluator.merge(other)
-    return evaluator
-
-
-def evaluate(
-    config: ml_collections.ConfigDict, model, runner, dstate: Any, info: Any
-) -> dict[str, float]:
-    """``{"accuracy", "MaxBoxAccV2", "centre_MaxBoxAccV2"}`` on ``config.data.eval_split``.
-
-    Accuracy is a fraction, the box numbers percent (as ``BoxEvaluator`` reports them);
-    ``centre_*`` is the class-agnostic centre-Gaussian baseline.
-
-    Each process evaluates its own examples; counts are summed over processes. Padded
-    examples (``valid == False``) are left out.
-    """
-    from camjax import data
+def predictor(
+    runner, dstate: Any, top_k: int, threshold: float = 0.2
+) -> Callable[[str, Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
+    """``predict("cam", batch)`` with this process's rows of ``dstate``'s network."""
+    from camjax.boxes import largest_component_box
 
     variables = {"params": dstate.params}
     if dstate.batch_stats:
         variables["batch_stats"] = dstate.batch_stats
-    host_vars = runner.host_state(dstate).variables()
-    kernel, _ = models.classifier(host_vars)
-    boxes = _box_evaluator(config)
-    centre = _box_evaluator(config)  # the class-agnostic centre-Gaussian baseline
-    correct = total = 0
+    kernel, _ = models.classifier(runner.host_state(dstate).variables())
+    kernel = jnp.asarray(kernel)
+
+    def predict(method: str, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if method != "cam":
+            raise ValueError(f"training evaluates CAM only, not {method!r}")
+        out = runner.eval_step(variables, runner.put_batch({"image": batch["image"]}))
+        logits = np.asarray(out["logits"])
+        labels = np.where(np.asarray(batch["valid"], bool), batch["label"], 0).astype(np.int32)
+        hw = tuple(int(s) for s in batch["image"].shape[1:3])
+        class_ids, probs, maps = _cam_outputs(
+            jnp.asarray(out["features"]), kernel, jnp.asarray(logits), jnp.asarray(labels),
+            top_k, hw,
+        )  # fmt: skip
+        maps = np.asarray(maps)
+        boxes = np.asarray(largest_component_box(maps, threshold))
+        return {
+            "logits": logits,
+            "class_ids": np.asarray(class_ids),
+            "probs": np.asarray(probs),
+            "maps": maps[:, :top_k],
+            "boxes": boxes[:, :top_k],
+            "gt_maps": maps[:, top_k:],
+            "gt_boxes": boxes[:, top_k:],
+        }
+
+    return predict
+
+
+def _batches(config: ml_collections.ConfigDict):
+    from camjax import data
+
     it = data.eval_iterator(
         config.data,
         config.data.eval_split,
@@ -91,27 +87,39 @@ def evaluate(
     )
     for i, batch in enumerate(it):
         if config.eval.max_batches and i >= config.eval.max_batches:
-            break
-        valid = np.asarray(batch["valid"], bool)
-        out = runner.eval_step(variables, runner.put_batch({"image": batch["image"]}))
-        logits = np.asarray(out["logits"])
-        correct += int(((logits.argmax(-1) == batch["label"]) & valid).sum())
-        total += int(valid.sum())
-        if boxes is not None and "bboxes" in batch:
-            maps = _gt_maps(
-                jnp.asarray(out["features"]),
-                kernel,
-                jnp.asarray(batch["label"]),
-                int(batch["image"].shape[1]),
-            )
-            boxes.update(maps, batch["bboxes"], batch["bbox_valid"], valid)
-            centre.update(_centre(*maps.shape), batch["bboxes"], batch["bbox_valid"], valid)
-    counts = np.array([correct, total], np.int64)
-    if jax.process_count() > 1:
-        counts = np.asarray(multihost_utils.process_allgather(counts)).sum(0)
-    result = {"accuracy": float(counts[0]) / max(int(counts[1]), 1)}
-    if boxes is not None and total:
-        # BoxEvaluator reports percent.
-        result["MaxBoxAccV2"] = float(_all_processes(boxes).result()["max_box_acc_v2"])
-        result["centre_MaxBoxAccV2"] = float(_all_processes(centre).result()["max_box_acc_v2"])
-    return result
+            return
+        yield batch
+
+
+def evaluate(
+    config: ml_collections.ConfigDict, model, runner, dstate: Any, info: Any
+) -> dict[str, float]:
+    """``{"accuracy", <metric>, "centre_<metric>"}`` on ``config.data.eval_split``.
+
+    Accuracy is a fraction; each metric in ``config.eval.train_metrics`` gives its first
+    report column (e.g. ``MaxBoxAccV2``, percent) for CAM and the centre baseline. Each
+    process evaluates its own examples; counts are summed over processes. Padded
+    examples (``valid == False``) are left out.
+    """
+    from camjax.metrics import default_cam_thresholds
+
+    del model  # the runner holds the compiled network
+    names = registry.check_names(config.eval.get("train_metrics", TRAIN_METRICS))
+    results, _ = evaluate_stream(
+        _batches(config),
+        predictor(runner, dstate, top_k=min(5, int(info.num_classes))),
+        methods=("cam",),
+        metrics=names,
+        has_masks=bool(getattr(info, "has_masks", False)),
+        cam_thresholds=default_cam_thresholds(1.0 / config.eval.cam_threshold_steps),
+        options=config.eval.to_dict(),
+        num_figure_examples=0,
+        all_processes=True,
+    )
+    out = {"accuracy": 1.0 - results["classification"]["top1_error"] / 100.0}
+    for method, prefix in (("cam", ""), ("centre", "centre_")):
+        for name, r in results["methods"][method].items():
+            key, header = registry.get(name).columns[0]
+            if isinstance(r.get(key), int | float):
+                out[prefix + header.replace(" ", "_")] = float(r[key])
+    return out

@@ -14,33 +14,27 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from camjax import models
+from camjax.evaluation import network
 from camjax.train import checkpoint, distributed, optimizer, progress, state, step
+from camjax.train import config as config_lib
 from camjax.train.evaluation import evaluate
 
-DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DTYPES = network.DTYPES
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss, or the state about to be saved, became NaN or infinite."""
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
     """The model named by ``config.model`` with its compute dtype and BN axis."""
-    if config.model.dtype not in DTYPES:
-        raise ValueError(f"model.dtype must be one of {list(DTYPES)}, got {config.model.dtype!r}")
-    kw = dict(config.model.kwargs.to_dict())
-    kw["dtype"] = DTYPES[config.model.dtype]
-    if config.model.sync_batch_norm:
-        kw["bn_axis_name"] = step.AXIS
-    try:
-        return models.create(config.model.name, num_classes, **kw)
-    except TypeError as e:
-        raise ValueError(f"model {config.model.name!r} rejects its config: {e}") from e
+    extra = {"bn_axis_name": step.AXIS} if config.model.sync_batch_norm else {}
+    return network.build_model(
+        config.model.name, num_classes, config.model.kwargs.to_dict(), config.model.dtype, **extra
+    )
 
 
 def initial_state(config, model, tx, image_size: int) -> state.TrainState:
@@ -67,16 +61,40 @@ def _check_finite(losses: list[tuple[int, Any]]) -> None:
         )
 
 
+def _check_state_finite(host: state.TrainState, at: int, latest: int | None) -> None:
+    """Raise if any array of the state about to be saved holds NaN or inf.
+
+    The loss of step ``s`` is computed before its update, so a finite loss does not
+    make the updated state finite: this check is what keeps NaN out of checkpoints.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(host)[0]
+    bad = [
+        jax.tree_util.keystr(p)
+        for p, x in leaves
+        if np.issubdtype(np.asarray(x).dtype, np.inexact) and not np.isfinite(x).all()
+    ]
+    if bad:
+        kept = f"step {latest}" if latest is not None else "none"
+        raise NonFiniteLossError(
+            f"the training state after step {at} has NaN or inf in {len(bad)} array(s) "
+            f"(first: {bad[0]}); stopped without saving it (latest checkpoint: {kept}). "
+            "Lower optimizer.learning_rate or check the input data."
+        )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint), then evaluate.
+    """Train ``config`` in ``workdir`` (resuming from its newest intact checkpoint), then
+    evaluate.
 
     Returns the final metrics: ``step``, ``train_loss``, ``train_accuracy`` (mean over the
-    last log interval) and the evaluation's ``eval_*`` numbers.
+    last log interval) and the evaluation's ``eval_*`` numbers. Config values are checked
+    (:func:`camjax.train.config.validate`) before anything is read or written.
     """
     from camjax import data
 
+    config_lib.validate(config)
+    workdir = os.path.abspath(workdir)  # Orbax needs absolute paths
     distributed.initialize(config.distributed)
-    os.makedirs(workdir, exist_ok=True)
     tc = config.train
     num_procs, proc = jax.process_count(), jax.process_index()
     if tc.batch_size % jax.device_count():
@@ -85,28 +103,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
 
     info = data.info(config.data)
+    net = network.NetworkSpec.from_config(config, info.num_classes, info.class_names)
+    try:
+        shapes = net.param_shapes()  # the model's kwargs, checked without computing
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model {config.model.name!r} rejects its config: {e}") from e
     model = build_model(config, info.num_classes)
     tx = optimizer.create_optimizer(config.optimizer, tc.num_steps)
-    fresh = initial_state(config, model, tx, config.data.image_size)
+    os.makedirs(workdir, exist_ok=True)
     ckpt = checkpoint.Checkpointer(
         os.path.join(workdir, "checkpoints"),
-        checkpoint.fingerprint(config, info.num_classes, fresh.params),
+        checkpoint.fingerprint(config, info.num_classes, shapes["params"]),
         max_to_keep=tc.keep_checkpoints,
         async_save=tc.async_checkpoints,
+        network=net,
     )
-    restored = ckpt.restore(step.replicate_global(fresh))
-    host_state = fresh if restored is None else restored[0]
-    start = int(step.host_array(host_state.step))
+    try:
+        fresh = initial_state(config, model, tx, config.data.image_size)
+        restored = ckpt.restore(fresh)
+        host_state = fresh if restored is None else restored[0]
+        start = int(step.host_array(host_state.step))
 
-    runner = step.create_runner(
-        config.parallel, step.make_train_step(model, tx), step.make_eval_step(model)
-    )
-    dstate = runner.put_state(host_state)
-    del fresh, restored, host_state
-    log = progress.Progress(workdir, tc.num_steps, tc.batch_size)
-    if start:
-        print(f"resumed from step {start} in {workdir}", flush=True)
+        runner = step.create_runner(
+            config.parallel, step.make_train_step(model, tx), step.make_eval_step(model)
+        )
+        dstate = runner.put_state(host_state)
+        del fresh, restored, host_state
+        log = progress.Progress(workdir, tc.num_steps, tc.batch_size)
+        if start:
+            print(f"resumed from step {start} in {workdir}", flush=True)
+        result = _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_procs)
+    except BaseException:
+        ckpt.manager.close()
+        raise
+    return result
 
+
+def _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_procs):
+    from camjax import data
+
+    tc = config.train
     batches = data.train_iterator(
         config.data,
         global_batch_size=tc.batch_size,
@@ -138,14 +174,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             log.report(done, means)
             result.update({"step": done, **{f"train_{k}": v for k, v in means.items()}})
         if last or (tc.checkpoint_every and done % tc.checkpoint_every == 0):
-            _check_finite(pending)  # never save a state that came from a NaN step
+            _check_finite(pending)
             pending = []
-            ckpt.save(done, step.replicate_global(runner.host_state(dstate)), config)
+            host = runner.host_state(dstate)
+            _check_state_finite(host, done, ckpt.latest_step())  # never save NaN
+            ckpt.save(done, host, config)
         if not last and tc.eval_every and done % tc.eval_every == 0:
-            ev = evaluate(config, model, runner, dstate, info)
+            ev = evaluate(config, None, runner, dstate, info)
             log.report(done, ev, prefix="eval")
-    ckpt.close()
-    ev = evaluate(config, model, runner, dstate, info)
+    ckpt.close()  # raises if a background save failed
+    ev = evaluate(config, None, runner, dstate, info)
     log.report(int(result["step"]), ev, prefix="eval")
     log.close()
     result.update({f"eval_{k}": v for k, v in ev.items()})
