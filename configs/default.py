@@ -79,6 +79,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.cam_threshold_steps = 100  # MaxBoxAccV2 CAM thresholds in [0, 1)
     c.eval.iou_thresholds = (0.3, 0.5, 0.7)
     c.eval.max_batches = 0  # 0: the whole split
+    # Metric names (camjax.evaluation.metrics) for evaluate.py, and the cheaper subset
+    # that training's periodic evaluation computes (with classification accuracy).
+    c.eval.metrics = ("loc_error", "heuristic", "gt_known", "max_box_acc", "max_box_acc_v2", "pxap")
+    c.eval.train_metrics = ("max_box_acc_v2",)
 
     c.parallel = "pmap"  # pmap | shard_map
     c.distributed = ml_collections.ConfigDict()
