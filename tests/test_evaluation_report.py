@@ -172,3 +172,66 @@ def test_display_image_constant_and_nan():
     assert np.all(figures.display_image(np.ones((2, 2, 3))) == 0.5)
     out = figures.display_image(np.array([[[0.0, 1.0, 2.0]]]))
     np.testing.assert_allclose(out, [[[0.0, 0.5, 1.0]]])
+
+
+def _value_tree(key: str, value: float) -> dict:
+    """``"a.b"`` -> ``{"a": {"b": value}}``."""
+    tree: dict = {}
+    node = tree
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return tree
+
+
+def _merge_into(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict):
+            _merge_into(dst.setdefault(k, {}), v)
+        else:
+            dst[k] = v
+
+
+def test_every_registered_metric_and_method_reaches_the_report():
+    # Fails when a registered metric's columns (or a method of camjax.saliency.METHODS)
+    # that an evaluation asked for are missing from report.md: the report is generic.
+    from camjax.evaluation import registry
+    from camjax.saliency import METHODS
+
+    registry._load()
+    names = sorted(registry.METRICS)
+    methods = sorted(METHODS) + ["centre"]
+    per_method = {}
+    for i, m in enumerate(methods):
+        per_method[m] = {}
+        for j, name in enumerate(names):
+            result: dict = {}
+            for c, (key, _) in enumerate(registry.METRICS[name].columns):
+                _merge_into(result, _value_tree(key, 1000 * i + 10 * j + c + 0.25))
+            per_method[m][name] = result
+    results = {
+        "model": "net",
+        "classification": {"top1_error": 1.0, "top5_error": 2.0},
+        "metrics": names,
+        "methods": per_method,
+    }
+    md = report.format_markdown(results)
+    for name in names:
+        spec = registry.METRICS[name]
+        assert f"## {spec.table}" in md, name
+        for _, header in spec.columns:
+            assert header in md, (name, header)
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    for m in methods:
+        assert m == "centre" or m in report.METHOD_NAMES, f"method {m} has no display name"
+        row = [r for k, r in rows.items() if k == report._row_name(m, "net")]
+        assert row, f"no row for method {m}"
+    # Each value lands in its own cell: method i, metric j, column c -> 1000 i + 10 j + c.
+    for i, m in enumerate(methods):
+        for j, name in enumerate(names):
+            for c, _ in enumerate(registry.METRICS[name].columns):
+                assert f"{1000 * i + 10 * j + c + 0.25:.2f}" in md, (m, name, c)
+    # A metric the evaluation asked for but the registry lacks is an error, not a gap.
+    with pytest.raises(ValueError, match="unknown metric"):
+        report.format_markdown({**results, "metrics": names + ["no_such_metric"]})

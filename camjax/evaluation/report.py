@@ -1,13 +1,11 @@
-"""report.json and report.md: the evaluation's numbers, laid out like the paper's tables.
+"""report.json and report.md: the evaluation's numbers, laid out like the papers' tables.
 
-The Markdown file has three tables:
-  1. classification error (the paper's Table 1 columns),
-  2. localization error (the paper's Table 2: top-1 / top-5 error, a box from each of
-     the top-5 predicted classes, right when the class is right and IoU >= 0.5 with any
-     ground-truth box), with the test-set heuristic variant beside it,
-  3. the later WSOL protocol (Choe et al., CVPR 2020): GT-known localization, MaxBoxAcc,
-     MaxBoxAccV2 with its three IoU components, and PxAP where masks exist.
-Every method is a row, the centre baseline last. All numbers are percentages.
+The Markdown file has the classification error (the paper's Table 1 columns), the
+protocols the numbers follow (:mod:`camjax.protocols`), then one table per distinct
+``MetricSpec.table`` of the metrics the evaluation computed (``results["metrics"]``, see
+:mod:`camjax.evaluation.registry`): a row per method (the centre baseline last), the
+spec's ``columns``, its ``description`` under the table. Nothing here names a metric, so
+a new metric needs no edit of this file. All numbers are percentages.
 Both files are written atomically (temporary file + rename), so a reader never sees a
 half-written report.
 """
@@ -43,8 +41,6 @@ PAPER_TABLE2: tuple[tuple[str, float, float], ...] = (
     ("AlexNet-GAP", 67.19, 52.16),
     ("Backprop on GoogLeNet", 61.31, 50.55),
 )
-
-IOU_KEYS = ("30", "50", "70")  # MaxBoxAccV2 components: IoU 0.3, 0.5, 0.7
 
 
 def atomic_write(path: str, data: str | bytes) -> None:
@@ -85,13 +81,11 @@ def _row_name(method: str, model: str) -> str:
     return f"{METHOD_NAMES.get(method, method.title())} on {model}"
 
 
-def _heuristic_note(thresholds: Mapping[str, float] | None) -> str:
-    if not thresholds:
-        return ""
-    return (
-        f"; tight = {100 * thresholds['tight']:.0f}%, loose = "
-        f"{100 * thresholds['loose']:.0f}% of the map's max"
-    )
+# What the metrics outside camjax.protocols read: extract's default maps.
+DEFAULT_PROTOCOL = (
+    "`camjax`: maps min-max normalised after bilinear upsampling; boxes at 20% of the "
+    "normalised max (largest component), MaxBoxAcc/PxAP thresholds on the same maps"
+)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -100,13 +94,79 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _lookup(per_method: Mapping[str, Any], metric: str, key: str) -> Any:
+    """``key`` (dotted for nested dicts, e.g. ``max_box_acc_v2_per_iou.30``) in the
+    result of ``metric``, else in the method's flat results."""
+    for root in (per_method.get(metric), per_method):
+        value: Any = root
+        for part in key.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                value = None
+                break
+            value = value[part]
+        if value is not None:
+            return value
+    return None
+
+
+def _metric_names(results: Mapping[str, Any]) -> list[str]:
+    from camjax.evaluation import registry
+
+    if "metrics" in results:
+        return [str(n) for n in results["metrics"]]
+    registry._load()  # older layout: every registered metric whose keys are present
+    flat = [r for r in results["methods"].values() if isinstance(r, Mapping)]
+    return [
+        name
+        for name, spec in registry.METRICS.items()
+        if any(_lookup(r, name, k) is not None for r in flat for k, _ in spec.columns)
+    ]
+
+
+def protocol_lines(names: list[str]) -> list[str]:
+    """One line per protocol the named metrics follow (name, title, source)."""
+    from camjax.protocols import get
+    from camjax.protocols.predict import METRIC_PROTOCOL
+
+    used = list(dict.fromkeys(METRIC_PROTOCOL.get(n, "camjax") for n in names))
+    lines = []
+    for p in used:
+        if p == "camjax":
+            lines.append(f"- {DEFAULT_PROTOCOL}.")
+        else:
+            proto = get(p)
+            lines.append(f"- `{proto.name}`: {proto.title}; source: {proto.source}.")
+    return lines
+
+
+def metric_tables(results: Mapping[str, Any], model: str) -> list[str]:
+    """The Markdown of every metric table, generically from the registered specs."""
+    from camjax.evaluation import registry
+
+    methods = results["methods"]
+    order = method_order(methods)
+    tables: dict[str, list[Any]] = {}
+    for name in _metric_names(results):
+        spec = registry.get(name)
+        tables.setdefault(spec.table, []).append(spec)
+    out = []
+    for heading, specs in tables.items():
+        header = ["Method"] + [h for s in specs for _, h in s.columns]
+        rows = [
+            [_row_name(m, model)]
+            + [_fmt(_lookup(methods[m], s.name, k)) for s in specs for k, _ in s.columns]
+            for m in order
+        ]
+        notes = " ".join(dict.fromkeys(s.description for s in specs if s.description))
+        out += [f"## {heading}", ""] + ([notes, ""] if notes else []) + [_table(header, rows), ""]
+    return out
+
+
 def format_markdown(results: Mapping[str, Any]) -> str:
     """The report as Markdown (see the module docstring for the tables)."""
     model = results.get("model", "model")
     split = results.get("split", "validation")
     split_word = "val." if split == "validation" else f"{split}"
-    methods = results["methods"]
-    order = method_order(methods)
     cls = results["classification"]
     out = [
         f"# camjax evaluation: {model} on {results.get('dataset', '?')} ({split})",
@@ -122,81 +182,11 @@ def format_markdown(results: Mapping[str, Any]) -> str:
             [[model, _fmt(cls["top1_error"]), _fmt(cls["top5_error"])]],
         ),
         "",
-        "## Localization error (layout of Zhou et al. 2016, Table 2)",
+        "## Protocols",
         "",
-        "A box per top-5 predicted class (20% of the map's max, largest connected "
-        "component); right when the class is right and IoU >= 0.5 with any ground-truth "
-        "box. *Heuristic*: the paper's test-set variant (tight and loose boxes from the "
-        "top-1 and top-2 maps, a loose box from the top-3 map"
-        + _heuristic_note(results.get("heuristic_thresholds"))
-        + ").",
+        *protocol_lines(_metric_names(results)),
         "",
-    ]
-    rows = []
-    for m in order:
-        r = methods[m]
-        rows.append(
-            [
-                _row_name(m, model),
-                _fmt(r.get("loc_top1_error")),
-                _fmt(r.get("loc_top5_error")),
-                _fmt(r.get("heuristic_top1_error")),
-                _fmt(r.get("heuristic_top5_error")),
-            ]
-        )
-    out.append(
-        _table(
-            [
-                "Method",
-                f"top-1 {split_word} error",
-                f"top-5 {split_word} error",
-                "heuristic top-1",
-                "heuristic top-5",
-            ],
-            rows,
-        )
-    )
-    out += [
-        "",
-        "## WSOL accuracy (protocol of Choe et al. 2020)",
-        "",
-        "GT-known: box of the ground-truth class's map at 20%, IoU >= 0.5. MaxBoxAcc: "
-        "best accuracy over CAM thresholds at IoU 0.5, largest component. MaxBoxAccV2: "
-        "mean over IoU 0.3/0.5/0.7 of the best accuracy over CAM thresholds, any "
-        "component's box counts. PxAP: area under the pixel precision-recall curve.",
-        "",
-    ]
-    rows = []
-    for m in order:
-        r = methods[m]
-        per_iou = r.get("max_box_acc_v2_per_iou") or {}
-        rows.append(
-            [
-                _row_name(m, model),
-                _fmt(r.get("gt_known_loc")),
-                _fmt(r.get("max_box_acc")),
-                _fmt(r.get("max_box_acc_v2")),
-                *(_fmt(per_iou.get(k)) for k in IOU_KEYS),
-                _fmt(r.get("pxap")),
-            ]
-        )
-    out.append(
-        _table(
-            [
-                "Method",
-                "GT-known loc",
-                "MaxBoxAcc",
-                "MaxBoxAccV2",
-                "IoU 0.3",
-                "IoU 0.5",
-                "IoU 0.7",
-                "PxAP",
-            ],
-            rows,
-        )
-    )
-    out += [
-        "",
+        *metric_tables(results, model),
         "For reference, the paper's Table 2 on ILSVRC val (loc. error top-1 / top-5): "
         + "; ".join(f"{n} {a:.2f} / {b:.2f}" for n, a, b in PAPER_TABLE2)
         + ".",

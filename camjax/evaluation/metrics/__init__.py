@@ -12,6 +12,9 @@ from camjax.evaluation.metrics import (  # noqa: F401  (each import registers on
     loc_error,
     max_box_acc,
     max_box_acc_v2,
+    paper_loc,
     pxap,
+    released_loc,
     road,
+    wsol_box,
 )
