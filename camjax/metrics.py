@@ -73,6 +73,12 @@ def iou(pred: jnp.ndarray, gt: jnp.ndarray) -> jnp.ndarray:
     """
     pred = _require_int_boxes(pred, "pred")
     gt = _require_int_boxes(gt, "gt")
+    for name, boxes in (("pred", pred), ("gt", gt)):
+        if boxes.ndim < 2:  # one box is [1, 4], not [4]: the P / G axis is required
+            raise ValueError(
+                f"{name} must be [..., N, 4] (a list of boxes), got shape {boxes.shape}; "
+                "pass one box as [[x0, y0, x1, y1]]"
+            )
     p = pred[..., :, None, :]
     g = gt[..., None, :, :]
     iw = jnp.minimum(p[..., 2], g[..., 2]) - jnp.maximum(p[..., 0], g[..., 0]) + 1

@@ -186,3 +186,11 @@ def test_default_grid():
     grid = metrics.default_cam_thresholds()
     assert len(grid) == 100 and grid[0] == 0.0 and grid[7] == 0.07 and grid[-1] == 0.99
     assert len(metrics.default_cam_thresholds(0.001)) == 1000
+
+
+def test_iou_of_one_dimensional_boxes_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"pred must be \[\.\.\., N, 4\].*\(4,\)"):
+        metrics.iou(np.array([0, 0, 3, 3]), np.array([[0, 0, 3, 3]]))
+    with pytest.raises(ValueError, match=r"gt must be \[\.\.\., N, 4\]"):
+        metrics.iou(np.array([[0, 0, 3, 3]]), np.array([0, 0, 3, 3]))
+    assert float(metrics.iou(np.array([[0, 0, 3, 3]]), np.array([[0, 0, 1, 3]]))[0, 0]) == 0.5
