@@ -193,3 +193,31 @@ def test_blacklist_leaves_listed_images_out(tmp_path):
     no_ids = {"label": np.zeros(2), "valid": np.ones(2, bool)}
     with pytest.raises(ValueError, match="image_id"):
         blacklist.counted(no_ids, {"blacklist": str(path)})
+
+
+@pytest.mark.slow
+def test_predictor_adds_each_protocols_maps_from_the_network():
+    # tiny_gap, random weights: the paper protocol's boxes must be the 20%-of-max boxes of
+    # the raw CAM upsampled (computed here from the features and the classifier), and the
+    # wsol maps the feature-resolution maps.
+    import jax
+
+    from camjax import cam, models
+    from camjax.boxes import largest_component_box
+    from camjax.evaluation.loading import Loaded
+
+    model = models.create("tiny_gap", num_classes=6)
+    images = np.asarray(jax.random.normal(jax.random.key(1), (2, 32, 32, 3)))
+    variables = model.init(jax.random.key(0), images)
+    loaded = Loaded(model, variables, [str(i) for i in range(6)], 32, "imagenet", "test")
+    predict = loaded.predictor(top_k=5, protocols=("paper", "wsol"))
+    out = predict("cam", {"image": images, "label": np.array([1, 2])})
+    assert set(out["protocols"]) == {"paper", "wsol"}
+    logits, features = model.apply(variables, images, train=False)
+    kernel, _ = models.classifier(variables)
+    ids = np.asarray(out["class_ids"])
+    raw = cam.upsample(cam.class_activation_maps(features, kernel, ids), (32, 32))
+    want = np.asarray(largest_component_box(np.asarray(raw), 0.2))
+    np.testing.assert_array_equal(out["protocols"]["paper"]["boxes"], want)
+    h, w = features.shape[1:3]
+    assert out["protocols"]["wsol"]["gt_maps"].shape == (2, 1, h, w)

@@ -61,9 +61,10 @@ class Loaded:
             yield batch
 
     def predictor(
-        self, top_k: int = 5, threshold: float = 0.2
-    ) -> Callable[[str, Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
-        """``predict(method, batch)``: ``camjax.extract`` with the batch's labels (GT-known)."""
+        self, top_k: int = 5, threshold: float = 0.2, protocols: tuple[str, ...] = ()
+    ) -> Callable[[str, Mapping[str, np.ndarray]], dict[str, Any]]:
+        """``predict(method, batch)``: ``camjax.extract`` with the batch's labels (GT-known);
+        ``out["protocols"][name]`` for each of ``protocols`` (:mod:`camjax.protocols`)."""
         from camjax.extraction import extract
 
         def predict(method: str, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -79,7 +80,15 @@ class Loaded:
                 gt_labels=labels,
                 threshold=threshold,
             )
-            return {k: np.asarray(v) for k, v in out.items()}
+            out = {k: np.asarray(v) for k, v in out.items()}
+            if protocols:
+                from camjax.protocols.predict import protocol_outputs
+
+                out["protocols"] = protocol_outputs(
+                    self.model, self.variables, batch["image"], labels, method=method,
+                    top_k=top_k, names=protocols,
+                )  # fmt: skip
+            return out
 
         return predict
 

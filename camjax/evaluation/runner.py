@@ -253,7 +253,11 @@ def evaluate(
     info = data.info(config.data)
     bs = int(batch_size or config.eval.batch_size)
     batches = loaded.eval_batches(split, bs, max_examples=max_examples)
-    predict = loaded.predictor(top_k=min(5, len(loaded.class_names)))
+    from camjax.protocols.predict import required
+
+    predict = loaded.predictor(
+        top_k=min(5, len(loaded.class_names)), protocols=required(metric_names)
+    )
     results, samples = evaluate_stream(
         batches,
         predict,
