@@ -3,8 +3,8 @@
 Boxes are ``(x0, y0, x1, y1)`` inclusive int32 pixel corners. Connected components use
 8-connectivity by default (diagonal neighbours join, as in OpenCV's contours), 4 on
 request. Backends (``backend=``): ``"jax"`` pure JAX for GPU/TPU, ``"host"`` a host kernel
-through ``jax.pure_callback`` for CPU, ``"auto"`` picks by platform
-(:func:`camjax.labeling.resolve_backend`); both give identical results. The host kernel
+through ``jax.pure_callback`` for CPU, ``"auto"`` picks by platform when the program is
+lowered (:func:`camjax.labeling.dispatch`); both give identical results. The host kernel
 of :func:`component_boxes` is C compiled on first use into ``$CAMJAX_CACHE_DIR`` (default
 ``~/.cache/camjax``); without a C compiler it falls back to exact OpenCV labelling per
 threshold (:mod:`camjax.component_tree`).
@@ -23,6 +23,8 @@ values of the map. Defined results for bad input, also inside ``jit``:
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -120,7 +122,6 @@ def largest_component_box(
     """
     labeling.check_connectivity(connectivity)
     maps = _check_maps(maps, 2)
-    backend = labeling.resolve_backend(backend, maps)
     t = _check_thresholds(threshold)
     if t.ndim != 0:
         raise ValueError(f"threshold must be a scalar, got shape {t.shape}")
@@ -128,7 +129,10 @@ def largest_component_box(
     kept = vals >= cuts[..., None]  # [..., 1, 1] broadcasts over H, W
     lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
     flat = kept.reshape((-1, h, w))
-    box = _LARGEST[backend](flat, connectivity)
+    host, jax_fn = (
+        functools.partial(_LARGEST[b], connectivity=connectivity) for b in ("host", "jax")
+    )
+    box = labeling.dispatch(backend, host, jax_fn, flat)
     return box.reshape(lead + (4,))
 
 
@@ -210,7 +214,6 @@ def component_boxes(
     maps = _check_maps(maps, 3)
     if maps.ndim != 3:
         raise ValueError(f"maps must be [B, H, W], got shape {maps.shape}")
-    backend = labeling.resolve_backend(backend, maps)
     t = _check_thresholds(thresholds)
     if t.ndim != 1 or t.shape[0] == 0:
         raise ValueError(f"thresholds must be 1-D [T] with T >= 1, got shape {t.shape}")
@@ -218,11 +221,16 @@ def component_boxes(
         vals, cuts = kept_values_and_cuts(maps, t)
     else:
         vals, cuts = wsol_values_and_cuts(maps, thresholds)
-    if backend == "host":
+
+    def host(vals, cuts):
         return component_tree.component_boxes_host(vals, cuts, max_components, connectivity)
-    # Cuts are monotone in t for every map, so one order serves the whole batch.
-    order = jnp.argsort(-t, stable=True).astype(jnp.int32)
-    return component_tree.component_boxes_jax(vals, cuts, order, max_components, connectivity)
+
+    def on_device(vals, cuts):
+        # Cuts are monotone in t for every map, so one order serves the whole batch.
+        order = jnp.argsort(-t, stable=True).astype(jnp.int32)
+        return component_tree.component_boxes_jax(vals, cuts, order, max_components, connectivity)
+
+    return labeling.dispatch(backend, host, on_device, vals, cuts)
 
 
 def heuristic_boxes(

@@ -14,7 +14,9 @@ identical arrays, not merely the same partition.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import cv2
 import jax
@@ -48,6 +50,20 @@ def resolve_backend(backend: str, *arrays: object) -> str:
             platform = next(iter(a.devices())).platform
             break
     return "host" if platform == "cpu" else "jax"
+
+
+def dispatch(backend: str, host_fn: Callable, jax_fn: Callable, *args: Any) -> Any:
+    """``host_fn(*args)`` or ``jax_fn(*args)``; ``"auto"`` chooses when the program is
+    lowered (``lax.platform_dependent``): the host kernel where it runs on CPU, pure JAX on
+    any other platform. So a function lowered or exported for GPU/TPU never holds the host
+    callback, whatever device its inputs were traced from."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "host":
+        return host_fn(*args)
+    if backend == "jax":
+        return jax_fn(*args)
+    return jax.lax.platform_dependent(*args, cpu=host_fn, default=jax_fn)
 
 
 def check_connectivity(connectivity: int) -> None:
@@ -184,8 +200,8 @@ def label_components(
     ``connectivity`` 8 joins diagonal neighbours (OpenCV contours' components), 4 does not.
     """
     check_connectivity(connectivity)
-    backend = resolve_backend(backend, masks)
     masks = jnp.asarray(masks)
     if masks.ndim < 2:
         raise ValueError(f"masks must be [..., H, W], got shape {masks.shape}")
-    return LABELLERS[backend](masks.astype(bool), connectivity)
+    label = lambda name: functools.partial(LABELLERS[name], connectivity=connectivity)  # noqa: E731
+    return dispatch(backend, label("host"), label("jax"), masks.astype(bool))
