@@ -17,4 +17,8 @@ from configs import paper_recipe
 
 
 def get_config():
-    return paper_recipe.cub("googlenet_gap", sync_batch_norm=True)
+    c = paper_recipe.cub("googlenet_gap", sync_batch_norm=True)
+    # torchvision's GoogLeNet weights were trained on inputs re-normalised inside the
+    # network (transform_input=True); the recipe feeds ImageNet-normalised images.
+    c.model.kwargs.transform_input = True
+    return c

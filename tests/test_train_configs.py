@@ -111,6 +111,8 @@ def _run(name, tmp_path, val_boxes, tiny):
     config.data.val_boxes = val_boxes
     if tiny:
         config.model.name = "tiny_gap"
+        for key in list(config.model.kwargs):  # the paper model's own kwargs do not apply
+            del config.model.kwargs[key]
         config.model.sync_batch_norm = False
         config.model.kwargs.widths = (4, 8)
         config.model.kwargs.head_features = 8

@@ -71,3 +71,37 @@ def test_first_update_is_caffe_sgd_with_head_multiplier_and_kernel_only_decay():
     # Second step with the same gradient: momentum trace = g' + 0.9 * g' (bias: 1.9).
     updates, _ = tx.update(grads, state, params)
     np.testing.assert_allclose(updates["backbone"]["bias"], -0.19, rtol=1e-6)
+
+
+def test_multipliers_as_released_and_as_the_benchmark():
+    # First SGD step = -lr * multiplier * g (momentum buffer starts at g; no decay here).
+    opt = optimizer
+
+    cfg = ml_collections.ConfigDict(
+        {
+            "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.0,
+            "head_lr_multiplier": 10.0, "bias_lr_multiplier": 2.0,
+            "lr_multipliers": "backbone/layer4=10", "schedule": "constant",
+            "lr_decay_every": 0, "lr_decay_factor": 0.1, "warmup_steps": 0,
+        }
+    )  # fmt: skip
+    params = {
+        "head": {"classifier": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}},
+        "backbone": {
+            "layer4_0": {"kernel": jnp.ones((1, 1))},  # not under "layer4/": no match
+            "layer4": {"conv": {"kernel": jnp.ones((1, 1)), "bias": jnp.ones(1)}},
+        },
+    }
+    tx = opt.create_optimizer(cfg, 10)
+    updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    got = jax.tree.map(lambda u: float(np.asarray(u).ravel()[0]), updates)
+    assert got["head"]["classifier"] == {"kernel": -1.0, "bias": pytest.approx(-2.0)}
+    assert got["backbone"]["layer4_0"]["kernel"] == pytest.approx(-0.1)
+    assert got["backbone"]["layer4"]["conv"] == {
+        "kernel": pytest.approx(-1.0),
+        "bias": pytest.approx(-2.0),
+    }
+    with pytest.raises(ValueError, match="bias_lr_multiplier"):
+        opt.create_optimizer(
+            ml_collections.ConfigDict({**cfg.to_dict(), "bias_lr_multiplier": 0}), 10
+        )

@@ -101,10 +101,15 @@ def resnet50_gap(
     dtype: Any = jnp.float32,
     bn_axis_name: str | None = None,
     bn_momentum: float = 0.9,
+    head_convs: tuple[int, ...] = (1024,),
 ) -> CAMNet:
-    """ResNet50-GAP: layer4 map (14x14x2048) -> 3x3/1/1 conv 1024 + ReLU -> GAP -> dense."""
+    """ResNet50-GAP: layer4 map (14x14x2048) -> 3x3/1/1 conv 1024 + ReLU -> GAP -> dense.
+
+    ``head_convs=()`` drops the extra conv: GAP straight on layer4, as the WSOL
+    benchmark's ResNet50-CAM (clovaai/wsolevaluation ``wsol/resnet.py``) has it.
+    """
     return CAMNet(
         backbone=ResNet50Backbone(bn_axis_name=bn_axis_name, bn_momentum=bn_momentum, dtype=dtype),
-        head=CAMHead(num_classes, conv_features=(1024,), pool="avg", dtype=dtype),
+        head=CAMHead(num_classes, conv_features=tuple(head_convs), pool="avg", dtype=dtype),
         min_input_size=RESNET50_MIN_INPUT,
     )

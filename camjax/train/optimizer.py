@@ -11,8 +11,17 @@ Choices (documented because they differ between frameworks):
 - Momentum is optax's ``t <- g + mu * t; w <- w - lr * t``. Caffe folds the lr into the
   momentum buffer (``v <- mu * v + lr * g``); the two agree while the lr is constant and
   differ only for a few steps after each lr drop.
-- Two parameter groups by tree path: ``params/head/...`` (the new CAM layers) get
-  ``lr * head_lr_multiplier``, everything else (``params/backbone/...``) gets ``lr``.
+- Learning-rate multipliers per parameter, multiplied together: ``head_lr_multiplier``
+  for ``params/head/...`` (the new CAM layers; camjax's own recipe uses 10, a common
+  fine-tuning choice, not the released solver's); ``lr_multipliers``, a dict of
+  ``"path/prefix": m`` or the string ``"path/prefix=m,..."`` (e.g.
+  ``"backbone/layer4_0=10,backbone/layer4_1=10,backbone/layer4_2=10"``, head 10: the WSOL
+  benchmark's ResNet50 recipe, clovaai/wsolevaluation ``main.py`` l. 74, 156-158,
+  ``lr_classifier_ratio`` 10 on ``layer4.`` and ``fc.``); and ``bias_lr_multiplier`` for
+  every leaf named ``bias`` (the released Caffe prototxts give every layer, CAM layers
+  included, ``lr_mult: 1`` on weights and ``lr_mult: 2`` on biases, e.g.
+  ``train_val_googlenetCAM.prototxt`` l. 1704-1760: the "as released" recipe is head 1,
+  bias 2). Each distinct multiplier is one ``optax.multi_transform`` group.
 """
 
 from __future__ import annotations
@@ -82,6 +91,55 @@ def param_labels(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(label, params)
 
 
+def _path_names(path: tuple) -> list[str]:
+    return [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+
+
+def _factors(cfg: ml_collections.ConfigDict) -> tuple[float, float, dict[str, float]]:
+    head = float(cfg.head_lr_multiplier)
+    bias = float(cfg.get("bias_lr_multiplier", 1.0))
+    raw = cfg.get("lr_multipliers", None) or {}
+    if isinstance(raw, str):  # "path/prefix=mult,path/prefix=mult" (one config string)
+        try:
+            raw = dict(item.rsplit("=", 1) for item in raw.split(",") if item.strip())
+        except ValueError:
+            msg = f"optimizer.lr_multipliers: want 'prefix=mult,...', got {raw!r}"
+            raise ValueError(msg) from None
+    prefixes = {str(k).strip(): float(v) for k, v in dict(raw).items()}
+    named = [("head_lr_multiplier", head), ("bias_lr_multiplier", bias)]
+    for name, m in named + [(f"lr_multipliers[{k!r}]", v) for k, v in prefixes.items()]:
+        if not m > 0:
+            raise ValueError(f"optimizer.{name} must be > 0, got {m}")
+    return head, bias, prefixes
+
+
+def _groups(params: Any, cfg: ml_collections.ConfigDict) -> Any:
+    """Per-leaf group label: which factors apply (head, matched prefixes, bias)."""
+    _, _, prefixes = _factors(cfg)
+
+    def label(path: tuple, _: Any) -> str:
+        names = _path_names(path)
+        joined = "/".join(names)
+        hits = [p for p in prefixes if joined == p or joined.startswith(p.rstrip("/") + "/")]
+        flags = ["head"] if names[:1] == ["head"] else []
+        return "|".join(flags + hits + (["bias"] if names[-1:] == ["bias"] else [])) or "base"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def _group_multiplier(label: str, cfg: ml_collections.ConfigDict) -> float:
+    head, bias, prefixes = _factors(cfg)
+    m = 1.0
+    for part in label.split("|"):
+        m *= {"head": head, "bias": bias, "base": 1.0}.get(part, prefixes.get(part, 1.0))
+    return m
+
+
+def lr_multipliers(params: Any, cfg: ml_collections.ConfigDict) -> Any:
+    """Per-leaf learning-rate multiplier (float) from ``cfg`` (see the module docstring)."""
+    return jax.tree.map(lambda g: _group_multiplier(g, cfg), _groups(params, cfg))
+
+
 def _decay_mask(params: Any) -> Any:
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
@@ -97,16 +155,22 @@ def _sgd(cfg: ml_collections.ConfigDict, schedule: Schedule) -> optax.GradientTr
 def create_optimizer(
     cfg: ml_collections.ConfigDict, num_steps: int
 ) -> optax.GradientTransformation:
-    """SGD + momentum + Caffe weight decay with a ``head_lr_multiplier`` for ``params/head``.
+    """SGD + momentum + Caffe weight decay with per-parameter learning-rate multipliers.
 
     ``cfg`` is ``config.optimizer``: ``learning_rate, momentum, weight_decay,
-    head_lr_multiplier, schedule, lr_decay_every, lr_decay_factor, warmup_steps``.
+    head_lr_multiplier, schedule, lr_decay_every, lr_decay_factor, warmup_steps`` and
+    optionally ``bias_lr_multiplier`` (default 1) and ``lr_multipliers`` (path prefix ->
+    multiplier, default none).
     """
+    import itertools
+
     base = learning_rate_schedule(cfg, num_steps)
-    mult = float(cfg.head_lr_multiplier)
-    if mult <= 0:
-        raise ValueError(f"optimizer.head_lr_multiplier must be > 0, got {mult}")
-    head = base if mult == 1.0 else (lambda t: mult * base(t))
-    return optax.multi_transform(
-        {"head": _sgd(cfg, head), "backbone": _sgd(cfg, base)}, param_labels
-    )
+    _, _, prefixes = _factors(cfg)  # validates every multiplier
+    parts = ["head", *prefixes, "bias"]
+    groups = {"base": _sgd(cfg, base)}
+    for r in range(1, len(parts) + 1):  # every combination of factors is one group
+        for combo in itertools.combinations(parts, r):
+            label = "|".join(combo)
+            m = _group_multiplier(label, cfg)
+            groups[label] = _sgd(cfg, base if m == 1.0 else (lambda t, m=m: m * base(t)))
+    return optax.multi_transform(groups, lambda params: _groups(params, cfg))
