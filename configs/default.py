@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.init_from = ml_collections.FieldReference(None, field_type=str)
 
     c.data = ml_collections.ConfigDict()
-    c.data.name = "camjax_shapes"  # camjax_shapes | imagenet2012 | caltech_birds2011
+    c.data.name = "camjax_shapes"  # camjax_shapes|imagenet2012|caltech_birds2011|folder|tfds
     c.data.data_dir = ml_collections.FieldReference(None, field_type=str)
     c.data.manual_dir = ml_collections.FieldReference(None, field_type=str)
     # ILSVRC2012 validation boxes (folder of XML files or CSV); ImageNet only.
@@ -51,6 +51,23 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.shapes.num_test = 500
     c.data.shapes.image_size = 64
     c.data.shapes.seed = 0  # the data set's own seed (not c.seed, the run's)
+    # Own data (data.name = "folder"; camjax/data/image_folder.py): root/<class>/<image> or
+    # root/<split>/<class>/<image>; boxes: a folder of VOC .xml, a COCO .json or a .csv.
+    c.data.folder = ml_collections.ConfigDict()
+    c.data.folder.root = ml_collections.FieldReference(None, field_type=str)
+    c.data.folder.boxes = ml_collections.FieldReference(None, field_type=str)
+    c.data.folder.box_format = "auto"  # auto | voc | coco | csv
+    c.data.folder.one_based = False  # VOC/CSV corners count from 1 (PASCAL VOC devkit)
+    c.data.folder.masks = ml_collections.FieldReference(None, field_type=str)  # PNG folder
+    c.data.folder.val_fraction = 0.1  # root/<class> layout: share held out as "validation"
+    c.data.folder.split_seed = 0
+    # Any TFDS data set (data.name = "tfds"; camjax/data/tfds_any.py); "/" for nesting.
+    c.data.tfds = ml_collections.ConfigDict()
+    c.data.tfds.name = ml_collections.FieldReference(None, field_type=str)
+    c.data.tfds.image_key = "image"
+    c.data.tfds.label_key = "label"  # a scalar ClassLabel
+    c.data.tfds.boxes_key = ml_collections.FieldReference(None, field_type=str)  # BBox(es)
+    c.data.tfds.mask_key = ml_collections.FieldReference(None, field_type=str)
 
     # Training (camjax.train). batch_size is global (all devices, all processes).
     c.train = ml_collections.ConfigDict()

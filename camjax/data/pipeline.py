@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from camjax.data import cub, imagenet, preprocess, shapes
+from camjax.data import cub, image_folder, imagenet, preprocess, shapes, tfds_any
 from camjax.data.source import Source
 
 
@@ -44,6 +44,8 @@ SOURCES: dict[str, Source] = {
     "camjax_shapes": shapes.SOURCE,
     "imagenet2012": imagenet.SOURCE,
     "caltech_birds2011": cub.SOURCE,
+    "folder": image_folder.SOURCE,
+    "tfds": tfds_any.SOURCE,
 }
 
 
@@ -62,6 +64,11 @@ def _source(data_cfg) -> Source:
     return SOURCES[data_cfg.name]
 
 
+def _has_masks(src: Source, data_cfg) -> bool:
+    """``Source.has_masks``, a bool or (for configurable sources) a function of data_cfg."""
+    return bool(src.has_masks(data_cfg) if callable(src.has_masks) else src.has_masks)
+
+
 def info(data_cfg) -> DatasetInfo:
     """Classes, input side, examples per split, whether masks exist (prepares if needed)."""
     keep_tensorflow_on_host()
@@ -71,7 +78,8 @@ def info(data_cfg) -> DatasetInfo:
     if sizes is None:
         sizes = {name: int(s.num_examples) for name, s in b.info.splits.items()}
     names = tuple(src.class_names(data_cfg, b))
-    return DatasetInfo(len(names), names, int(data_cfg.image_size), dict(sizes), src.has_masks)
+    masks = _has_masks(src, data_cfg)
+    return DatasetInfo(len(names), names, int(data_cfg.image_size), dict(sizes), masks)
 
 
 def _process(process_index, process_count) -> tuple[int, int]:
@@ -156,7 +164,7 @@ def _train_map(src: Source, data_cfg, aug_seed: int):
 
     def fn(position, ex):
         seed = tf.stack([tf.constant(aug_seed, tf.int64), position])
-        mask = _decode_mask(src, ex["mask"]) if src.has_masks else None
+        mask = _decode_mask(src, ex["mask"]) if _has_masks(src, data_cfg) else None
         img, px, keep, m = augment(ex["image"], ex["boxes"], mask, size, seed)
         return preprocess.finalize(
             img,
@@ -247,7 +255,7 @@ def _eval_map(src: Source, data_cfg):
     size = int(data_cfg.image_size)
 
     def fn(ex):
-        mask = _decode_mask(src, ex["mask"]) if src.has_masks else None
+        mask = _decode_mask(src, ex["mask"]) if _has_masks(src, data_cfg) else None
         img, px, keep, m = preprocess.eval_resize(ex["image"], ex["boxes"], mask, size)
         out = preprocess.finalize(
             img,
@@ -302,7 +310,8 @@ def eval_iterator(
     ds = _read(src, b, data_cfg, split, pi, pc)
     ds = ds.map(_eval_map(src, data_cfg), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch).prefetch(2).with_options(_options())
-    pad = empty_batch(batch, int(data_cfg.image_size), int(data_cfg.max_boxes), src.has_masks)
+    masks = _has_masks(src, data_cfg)
+    pad = empty_batch(batch, int(data_cfg.image_size), int(data_cfg.max_boxes), masks)
     return _padded(ds.as_numpy_iterator(), pad, num_batches)
 
 

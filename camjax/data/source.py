@@ -36,6 +36,6 @@ class Source:
     class_names: Callable[[Any, Any], list[str]]
     standardize: Callable[[tf.data.Dataset, Any, str], tf.data.Dataset]
     decoders: Callable[[], dict]
-    has_masks: bool
+    has_masks: bool | Callable[[Any], bool]  # or a function of data_cfg
     mask_values: Callable[[tf.Tensor], tf.Tensor] | None = None
     split_sizes: Callable[[Any], dict[str, int] | None] = lambda data_cfg: None
