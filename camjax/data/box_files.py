@@ -45,9 +45,9 @@ def detect_format(path: str, box_format: str = "auto") -> str:
         return box_format
     if os.path.isdir(path):
         return "voc"
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".json", ".csv"):
-        return ext[1:]
+    fmt = {".json": "coco", ".csv": "csv"}.get(os.path.splitext(path)[1].lower())
+    if fmt:
+        return fmt
     raise ValueError(
         f"cannot tell the box format of {path!r} (a folder of VOC .xml files, a COCO .json or "
         "a .csv); set data.folder.box_format"
@@ -145,7 +145,9 @@ def _column(fields: list[str], options: tuple[str, ...], path: str, required: bo
         if o in lower:
             return lower[o]
     if required:
-        raise ValueError(f"{path}: no {' or '.join(options)} column (columns: {', '.join(fields)})")
+        have = ", ".join(fields)
+        have = have if len(have) < 80 else have[:77] + "..."
+        raise ValueError(f"{path}: no {' or '.join(options)} column (columns: {have})")
     return None
 
 

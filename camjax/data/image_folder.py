@@ -84,6 +84,10 @@ def _split_dirs(root: str) -> dict[str, str] | None:
     if not children:
         raise ValueError(f"data.folder.root {root!r} has no class folders")
     flat = [c for c in children if _has_images(os.path.join(root, c))]
+    empty = [c for c in children if c not in flat and not _subdirs(os.path.join(root, c))]
+    if empty:
+        kind = "class" if flat else "split"
+        raise ValueError(f"{kind} folder {os.path.join(root, empty[0])!r} has no images")
     if flat and len(flat) < len(children):
         nested = sorted(set(children) - set(flat))
         raise ValueError(
