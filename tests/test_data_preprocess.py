@@ -55,7 +55,7 @@ def test_pixel_boxes_hand_worked():
 @pytest.mark.parametrize("size", [32, 128])
 def test_eval_resize_box_frames_same_pixels(box, size):
     img, mask, norm = _drawn(box)
-    out, px, keep, m = preprocess.eval_resize(img, norm, mask, size)
+    out, px, keep, m = preprocess.eval_resize(img, norm, mask, size, antialias=False)
     assert bool(keep.numpy().all())
     expected = _box_of(out.numpy()[..., 0] > 127.5)
     assert tuple(px.numpy()[0]) == expected
@@ -140,3 +140,26 @@ def test_finalize_pads_and_truncates():
         tf.zeros([4, 4, 3]), px, keep, None, 3, size=4, max_boxes=1, normalization="unit"
     )
     np.testing.assert_array_equal(out["bboxes"].numpy(), [[1, 2, 3, 4]])
+
+
+def test_eval_resize_antialiases_when_shrinking_like_pil():
+    from PIL import Image
+
+    # One-pixel vertical stripes shrunk from width 90 to 30: without antialiasing the
+    # bilinear taps land on input columns 3j + 1 (aliasing: stripes of 0 / 255); with it
+    # every output pixel averages its footprint (triangle weights 1/3, 2/3, 1, 2/3, 1/3:
+    # 113 or 142), as PIL's bilinear does.
+    _, xx = np.mgrid[:H, :W]
+    board = ((xx % 2) * 255).astype(np.uint8)
+    img = tf.constant(np.repeat(board[..., None], 3, axis=-1))
+    norm = tf.constant([[0.0, 0.0, 1.0, 1.0]])
+    plain = preprocess.eval_resize(img, norm, None, 30, antialias=False)[0].numpy()[..., 0]
+    smooth = preprocess.eval_resize(img, norm, None, 30)[0].numpy()[..., 0]
+    pil = np.asarray(Image.fromarray(board).resize((30, 30), Image.BILINEAR), np.float32)
+    assert plain.std() > 60  # aliased
+    assert smooth.std() < 20
+    np.testing.assert_allclose(smooth[2:-2, 2:-2], pil[2:-2, 2:-2], atol=2.0)
+    # Enlarging is the same with or without the filter.
+    big = preprocess.eval_resize(img, norm, None, 128)[0].numpy()
+    big0 = preprocess.eval_resize(img, norm, None, 128, antialias=False)[0].numpy()
+    np.testing.assert_allclose(big, big0, atol=1e-3)

@@ -169,7 +169,9 @@ def standardize(ds: tf.data.Dataset, data_cfg, split: str) -> tf.data.Dataset:
             h, w = hw[0], hw[1]
             x0, y0, x1, y1 = tf.unstack(px, num=4, axis=-1)
             boxes = tf.stack([y0 / h, x0 / w, (y1 + 1) / h, (x1 + 1) / w], axis=-1)
-            return {"image": ex["image"], "label": ex["label"], "boxes": boxes}
+            # The devkit's image number (ILSVRC2012_val_00000036 -> 36), for eval.blacklist.
+            number = tf.strings.to_number(tf.strings.regex_replace(stem, r"^.*_", ""), tf.int32)
+            return {"image": ex["image"], "label": ex["label"], "boxes": boxes, "image_id": number}
 
     else:
 

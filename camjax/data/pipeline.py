@@ -268,6 +268,8 @@ def _eval_map(src: Source, data_cfg):
             normalization=data_cfg.normalization,
         )
         out["valid"] = tf.constant(True)
+        # ILSVRC validation image number where the source has one (eval.blacklist), else -1.
+        out["image_id"] = tf.cast(ex["image_id"], tf.int32) if "image_id" in ex else tf.constant(-1)
         return out
 
     return fn
@@ -284,6 +286,7 @@ def empty_batch(batch: int, size: int, max_boxes: int, has_masks: bool) -> dict:
     if has_masks:
         out["mask"] = np.zeros((batch, size, size), np.uint8)
     out["valid"] = np.zeros((batch,), bool)
+    out["image_id"] = np.full((batch,), -1, np.int32)
     return out
 
 

@@ -16,7 +16,8 @@ Training (Zhou et al. 2016 released GoogLeNet-CAM solver; Caffe ImageNet recipe)
 to ``S * 256 / 224`` then a random ``S x S`` crop and a horizontal mirror ("crop_flip");
 or the Inception random-resized crop (area 8%-100%, aspect 3/4-4/3; Szegedy et al. 2015)
 ("random_resized_crop"); or no augmentation ("none" = the eval resize). Evaluation: resize
-the whole image to ``S x S`` (as the WSOL benchmark of Choe et al. 2020 does). All
+the whole image to ``S x S``, antialiased when shrinking (as the WSOL benchmark of Choe
+et al. 2020 does through PIL). All
 randomness is stateless, seeded by a ``[2]`` int seed given per example, so a pipeline is
 a pure function of (seed, example position).
 """
@@ -93,10 +94,12 @@ def crop_boxes(boxes: tf.Tensor, window: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
     return clipped, keep
 
 
-def _resize(image: tf.Tensor, size, method: str) -> tf.Tensor:
+def _resize(image: tf.Tensor, size, method: str, antialias: bool = False) -> tf.Tensor:
     # antialias=False: classic (Caffe/OpenCV INTER_LINEAR) resampling, which is what
-    # makes the 0.5-threshold box identity of the module docstring exact.
-    return tf.image.resize(image, size, method=method, antialias=False)
+    # makes the 0.5-threshold box identity of the module docstring exact. antialias=True
+    # (evaluation): when shrinking, the triangle filter is widened by the scale, as PIL's
+    # bilinear resize (torchvision's Resize on PIL images, the WSOL benchmark's) does.
+    return tf.image.resize(image, size, method=method, antialias=antialias)
 
 
 def resize_mask(mask: tf.Tensor, size) -> tf.Tensor:
@@ -126,9 +129,15 @@ def decode(image: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def eval_resize(image, boxes, mask, size: int):
-    """Whole image -> ``size x size``; normalised boxes are unchanged by a full resize."""
-    img = _resize(decode(image), (size, size), "bilinear")
+def eval_resize(image, boxes, mask, size: int, antialias: bool = True):
+    """Whole image -> ``size x size``; normalised boxes are unchanged by a full resize.
+
+    Bilinear, antialiased when shrinking (the WSOL benchmark resizes PIL images, whose
+    bilinear filter widens with the scale; without it a 500-pixel photo shrunk to 224
+    aliases). Enlarging is plain bilinear either way. The boxes follow the pixel-centre
+    rule of the module docstring whatever the filter.
+    """
+    img = _resize(decode(image), (size, size), "bilinear", antialias)
     m = None if mask is None else resize_mask(mask, (size, size))
     return img, pixel_boxes(boxes, size), tf.ones_like(boxes[:, 0], tf.bool), m
 
