@@ -95,7 +95,7 @@ def _imagenet_cfg(val_boxes):
     return c
 
 
-def test_imagenet_eval_boxes_from_xml(xml_dir):
+def test_imagenet_eval_boxes_from_xml(xml_dir, tmp_path):
     c = _imagenet_cfg(xml_dir)
     with tfds.testing.mock_data(num_examples=len(SCENES), as_dataset_fn=_imagenet_fn):
         i = data.info(c)
@@ -116,6 +116,16 @@ def test_imagenet_eval_boxes_from_xml(xml_dir):
         ys, xs = np.nonzero(b["image"][j, ..., 0] > 0.5)
         assert np.abs(np.array([xs.min(), ys.min(), xs.max(), ys.max()]) - want).max() <= 1
     assert [int(b["label"][j]) for b, j in rows] == [0, 100, 200, 300, 400]
+    # The devkit's image numbers ride along (padding -1), and eval.blacklist drops them.
+    assert [int(b["image_id"][j]) for b, j in rows] == [1, 2, 3, 4, 5]
+    assert (batches[-1]["image_id"][~batches[-1]["valid"]] == -1).all()
+    from camjax.protocols import blacklist
+
+    listed = tmp_path / "blacklist.txt"
+    listed.write_text("2\n5\n")
+    kept = [blacklist.counted(b, {"blacklist": str(listed)}) for b in batches]
+    ids = [int(b["image_id"][j]) for b, k in zip(batches, kept, strict=True) for j in k.nonzero()[0]]
+    assert ids == [1, 3, 4]
 
 
 def test_imagenet_csv_boxes_match_xml(xml_dir, tmp_path):
