@@ -124,7 +124,8 @@ def test_imagenet_eval_boxes_from_xml(xml_dir, tmp_path):
     listed = tmp_path / "blacklist.txt"
     listed.write_text("2\n5\n")
     kept = [blacklist.counted(b, {"blacklist": str(listed)}) for b in batches]
-    ids = [int(b["image_id"][j]) for b, k in zip(batches, kept, strict=True) for j in k.nonzero()[0]]
+    pairs = zip(batches, kept, strict=True)
+    ids = [int(b["image_id"][j]) for b, k in pairs for j in k.nonzero()[0]]
     assert ids == [1, 3, 4]
 
 
