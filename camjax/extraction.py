@@ -89,14 +89,19 @@ def _extract(
         )
     else:
         c = forward_only(model, variables, images, kw)
-    logits = logits_of(c.output).astype(jnp.float32)
+    # An image with a non-finite pixel gets NaN logits and zero maps on every backend
+    # (XLA:CPU's YNNPACK reduce fusion in jaxlib 0.10 turns mean(relu(NaN)) into 0).
+    finite = jnp.all(jnp.isfinite(images), axis=tuple(range(1, images.ndim)))
+    logits = jnp.where(finite[:, None], logits_of(c.output).astype(jnp.float32), jnp.nan)
     softmax = jax.nn.softmax(logits, axis=-1)
     if class_ids is None:
         _, class_ids = jax.lax.top_k(logits, top_k)
     out = {
         "logits": logits,
         "class_ids": class_ids.astype(jnp.int32),
-        "probs": jnp.take_along_axis(softmax, class_ids, axis=-1),
+        "probs": jnp.where(
+            finite[:, None], jnp.take_along_axis(softmax, class_ids, axis=-1), jnp.nan
+        ),
     }
     n = class_ids.shape[1]
     if target is None:
@@ -105,7 +110,8 @@ def _extract(
             ids = jnp.concatenate([ids, gt_labels.astype(ids.dtype)[:, None]], axis=1)
         target = ClassLogit(ids)
     else:
-        out["scores"] = target(c.output)
+        scores = target(c.output)
+        out["scores"] = jnp.where(finite[:, None], scores.astype(jnp.float32), jnp.nan)
         n = out["scores"].shape[1]
     fn = map_fn(
         m,
@@ -122,7 +128,7 @@ def _extract(
         options=dict(options),
         first_cut=c,
     )
-    raw = fn(images)
+    raw = jnp.where(finite[:, None, None, None], fn(images), 0.0)
     maps = normalize(upsample(raw, images.shape[1:3], upsample_method), normalization)
     # What is returned: the input-size maps, or the raw maps normalised where they live.
     shown = maps if map_resolution == "input" else normalize(raw, normalization)
@@ -206,8 +212,11 @@ def extract(
       [B, num_boxes, 4]`` int32 inclusive ``(x0, y0, x1, y1)``; with ``gt_labels``:
       ``gt_maps [B, 1, H, W]`` and ``gt_boxes [B, 1, 4]``; with ``target``: ``scores``.
 
-    A NaN in the maps (e.g. from NaN images) is handled as :func:`camjax.cam.normalize`
-    documents: such pixels are 0 in ``maps``; logits and probs carry the NaN.
+    An image with a NaN or infinite pixel gets NaN ``logits``, ``probs`` (and
+    ``scores``), all-zero maps and ``(0, 0, 0, 0)`` boxes, whatever the backend does with
+    NaN (XLA:CPU's fused ``mean(relu(x))`` gives 0 for NaN); the other images of the
+    batch are unaffected. A NaN that arises in a finite image's maps is handled as
+    :func:`camjax.cam.normalize` documents (such pixels are 0).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")

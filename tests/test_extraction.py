@@ -169,6 +169,24 @@ def test_nan_image_gives_finite_maps(net, images):
     assert np.all(maps[1] == 0) and np.all(out["boxes"][1] == 0)
 
 
+def test_non_finite_images_give_nan_logits_on_a_default_tiny_gap():
+    # The default tiny_gap at 32 px: XLA:CPU's fused relu -> mean maps an all-NaN image's
+    # logits to 0 (jaxlib 0.10); extract makes them NaN and the maps zero explicitly.
+    model = camjax.models.create("tiny_gap", 4)
+    v = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+    x = x.at[0, 3, 3, 0].set(jnp.nan).at[1].set(jnp.nan).at[2, 0, 0, 1].set(jnp.inf)
+    out = camjax.extract(model, v, x, 2, gt_labels=jnp.array([0, 1, 2, 3]))
+    bad = np.array([True, True, True, False])
+    assert np.isnan(out["logits"][bad]).all() and np.isnan(out["probs"][bad]).all()
+    assert np.isfinite(out["logits"][~bad]).all()
+    assert np.all(out["maps"][bad] == 0) and np.all(out["gt_maps"][bad] == 0)
+    assert np.all(out["boxes"][bad] == 0) and np.all(out["gt_boxes"][bad] == 0)
+    alone = camjax.extract(model, v, x[3:], 2)
+    np.testing.assert_allclose(out["logits"][3:], alone["logits"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["maps"][3:], alone["maps"], atol=1e-5)
+
+
 def test_bad_arguments(net, images):
     model, v = net
     with pytest.raises(ValueError, match="unknown method"):
@@ -184,4 +202,10 @@ def test_bad_arguments(net, images):
     with pytest.raises(ValueError, match="threshold"):
         camjax.extract(model, v, images, 2, threshold=1.5)
     with pytest.raises(ValueError, match="images must be"):
-        camjax.extract(model, v, images[..., :1], 2)
+        camjax.extract(model, v, images[0], 2)
+    # Variables of another network: a message, not KeyError: 'head' (#18).
+    with pytest.raises(ValueError, match="variables do not fit this model.*head/cam_conv0"):
+        camjax.extract(model, {"params": {"backbone": v["params"]["backbone"]}, **{
+            k: v[k] for k in v if k != "params"}}, images, 2)  # fmt: skip
+    with pytest.raises(ValueError, match="variables do not fit this model"):
+        camjax.extract(model, {"params": {}}, images, 2)
