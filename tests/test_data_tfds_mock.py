@@ -203,3 +203,23 @@ def test_cub_masks_and_boxes():
         assert set(np.unique(b["mask"][j])) <= {0, 1}
     assert not b["valid"][5:].any() and b["valid"][:5].all()
     assert tb["mask"].shape == (4, 32, 32) and tb["bbox_valid"][:, 0].sum() >= 1
+
+
+def test_imagenet_ten_crop_batches_keep_the_original_geometry(xml_dir):
+    # Ten-crop evaluation reads the 256-side resize and scores boxes at the original
+    # size: orig_hw and orig_bboxes must give back the XML's numbers exactly.
+    c = _imagenet_cfg(xml_dir)
+    with tfds.testing.mock_data(num_examples=len(SCENES), as_dataset_fn=_imagenet_fn):
+        batches = list(
+            data.eval_iterator(
+                c, "validation", global_batch_size=4, process_index=0, process_count=1,
+                size=40, original=True,
+            )
+        )  # fmt: skip
+    rows = [(b, j) for b in batches for j in np.nonzero(b["valid"])[0]]
+    for (b, j), (h, w, x0, y0, x1, y1) in zip(rows, SCENES, strict=True):
+        assert b["image"].shape[1:] == (40, 40, 3)
+        assert tuple(b["orig_hw"][j]) == (h, w)
+        assert tuple(b["orig_bboxes"][j, 0]) == (x0, y0, x1, y1)
+        assert tuple(b["bboxes"][j, 0]) == _expected_box(h, w, x0, y0, x1, y1, 40)
+    assert (batches[-1]["orig_bboxes"][~batches[-1]["valid"]] == 0).all()

@@ -80,6 +80,19 @@ def pixel_boxes(boxes: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cast(tf.stack([x0, y0, x1, y1], axis=-1), tf.int32)
 
 
+def original_boxes(boxes: tf.Tensor, hw: tf.Tensor) -> tf.Tensor:
+    """Normalised boxes -> int32 inclusive pixel corners in an image of ``hw = (h, w)``
+    (the pixel-centre rule of :func:`pixel_boxes` per axis; exact for boxes that came
+    from that image's pixels)."""
+    h, w = tf.cast(hw[0], tf.float32), tf.cast(hw[1], tf.float32)
+    ymin, xmin, ymax, xmax = tf.unstack(tf.cast(boxes, tf.float32), axis=-1)
+    x0 = tf.clip_by_value(tf.math.ceil(xmin * w - 0.5), 0.0, w - 1.0)
+    y0 = tf.clip_by_value(tf.math.ceil(ymin * h - 0.5), 0.0, h - 1.0)
+    x1 = tf.clip_by_value(tf.maximum(tf.math.ceil(xmax * w - 0.5) - 1.0, x0), 0.0, w - 1.0)
+    y1 = tf.clip_by_value(tf.maximum(tf.math.ceil(ymax * h - 0.5) - 1.0, y0), 0.0, h - 1.0)
+    return tf.cast(tf.stack([x0, y0, x1, y1], axis=-1), tf.int32)
+
+
 def crop_boxes(boxes: tf.Tensor, window: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Boxes in a crop ``window`` (normalised ymin, xmin, ymax, xmax of the crop).
 
