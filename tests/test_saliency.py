@@ -233,3 +233,45 @@ def test_registry_names():
         "layercam",
         "backprop",
     }
+
+
+def test_registry_display_names_and_alias():
+    import camjax.methods as methods
+
+    assert METHODS is methods.METHODS
+    assert {n: m.display for n, m in METHODS.items()} == {
+        "cam": "CAM",
+        "gradcam": "Grad-CAM",
+        "gradcampp": "Grad-CAM++",
+        "hirescam": "HiResCAM",
+        "xgradcam": "XGrad-CAM",
+        "scorecam": "Score-CAM",
+        "layercam": "LayerCAM",
+        "backprop": "Backprop",
+    }
+    for m in METHODS.values():
+        assert (m.weights is None) != (m.maps is None) and m.paper
+    with pytest.raises(ValueError, match="already registered"):
+        methods.register(METHODS["cam"])
+
+
+def test_a_new_method_is_one_function_registered_once(gmp, images):
+    # "Grad-CAM without ReLU, weights from the gradient's maximum": one weights function
+    # and one register call reach compute_maps, the old alias and extract.
+    import camjax
+    from camjax.methods import Method, register
+    from camjax.methods.gradients import feature_gradients as grads
+
+    model, v = gmp
+    register(Method("gradmax", "Grad-Max", "test", weights=lambda c, t: grads(c, t).max((2, 3))))
+    try:
+        out = np.asarray(METHODS["gradmax"](model, v, images, CLASS_IDS))
+        a = np.asarray(model.apply(v, images)[1], np.float64)
+        kernel = np.asarray(v["params"]["head"]["classifier"]["kernel"], np.float64)
+        g = _reference_grads(a, kernel, np.asarray(CLASS_IDS), "max")
+        want = np.einsum("bhwk,bnk->bnhw", a, g.max(axis=(2, 3)))
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+        ext = camjax.extract(model, v, images, 2, method="gradmax")
+        assert ext["maps"].shape == (3, 2, SIZE, SIZE)
+    finally:
+        METHODS.pop("gradmax")
