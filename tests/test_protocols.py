@@ -221,3 +221,31 @@ def test_predictor_adds_each_protocols_maps_from_the_network():
     np.testing.assert_array_equal(out["protocols"]["paper"]["boxes"], want)
     h, w = features.shape[1:3]
     assert out["protocols"]["wsol"]["gt_maps"].shape == (2, 1, h, w)
+
+
+def test_released_ten_crop_boxes_are_scored_at_the_original_size():
+    # The predictor's ten-crop output: classes from the crops' mean and bbox1/bbox2 in
+    # original pixels (a 300 x 400 image, larger than the 64 x 64 batch), scored against
+    # orig_bboxes. Top-1 (class 3 = label) bbox1 is the object; bbox2 is elsewhere.
+    from camjax.evaluation.metrics.released_loc import ReleasedLoc
+
+    boxes12 = np.zeros((1, 6, 2, 4), np.int32)
+    boxes12[0, :, 0] = [250, 100, 380, 280]  # bbox1 of every map
+    boxes12[0, :, 1] = [0, 0, 20, 20]  # bbox2
+    out = {
+        "class_ids": np.array([[0, 1, 2, 4, 5]]),  # single-crop classes: ignored here
+        "protocols": {"released": {"class_ids": np.array([[3, 1, 2, 4, 5]]), "boxes12": boxes12}},
+    }
+    batch = {
+        "label": np.array([3]),
+        "bboxes": np.array([[[0, 0, 1, 1]]]),  # the 64-side boxes: not used
+        "bbox_valid": np.array([[True]]),
+        "orig_bboxes": np.array([[[250, 100, 380, 280]]]),
+        "valid": np.array([True]),
+    }
+    metric = ReleasedLoc(_ctx(ten_crop=True))
+    metric.update(batch, out)
+    r = metric.result()
+    assert r["released_bbox1_top1_error"] == 0.0 and r["released_bbox1_gt_known"] == 100.0
+    assert r["released_bbox2_top1_error"] == 100.0
+    assert r["released_heuristic_top1_error"] == 0.0  # the loose bbox1 comes first

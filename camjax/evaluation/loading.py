@@ -37,7 +37,12 @@ class Loaded:
     spec: NetworkSpec | None = None
 
     def eval_batches(
-        self, split: str, batch_size: int, *, max_examples: int | None = None
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        max_examples: int | None = None,
+        ten_crop: bool = False,
     ) -> Iterator[dict[str, np.ndarray]]:
         """The whole evaluation split as padded batches (``valid`` marks real examples).
 
@@ -49,7 +54,7 @@ class Loaded:
         seen = 0
         for batch in data.eval_iterator(
             self.config.data, split, global_batch_size=batch_size, process_index=0,
-            process_count=1,
+            process_count=1, **({"size": 256, "original": True} if ten_crop else {}),
         ):  # fmt: skip
             if max_examples is not None:
                 valid = np.asarray(batch["valid"], bool).copy()
@@ -61,7 +66,11 @@ class Loaded:
             yield batch
 
     def predictor(
-        self, top_k: int = 5, threshold: float = 0.2, protocols: tuple[str, ...] = ()
+        self,
+        top_k: int = 5,
+        threshold: float = 0.2,
+        protocols: tuple[str, ...] = (),
+        ten_crop: bool = False,
     ) -> Callable[[str, Mapping[str, np.ndarray]], dict[str, Any]]:
         """``predict(method, batch)``: ``camjax.extract`` with the batch's labels (GT-known);
         ``out["protocols"][name]`` for each of ``protocols`` (:mod:`camjax.protocols`)."""
@@ -82,12 +91,18 @@ class Loaded:
             )
             out = {k: np.asarray(v) for k, v in out.items()}
             if protocols:
-                from camjax.protocols.predict import protocol_outputs
+                from camjax.protocols import predict as proto
 
-                out["protocols"] = protocol_outputs(
+                single = [p for p in protocols if not (ten_crop and p == "released")]
+                out["protocols"] = proto.protocol_outputs(
                     self.model, self.variables, batch["image"], labels, method=method,
-                    top_k=top_k, names=protocols,
+                    top_k=top_k, names=single,
                 )  # fmt: skip
+                if len(single) < len(protocols):  # released, ten-crop (mergeTenCrop.m)
+                    out["protocols"]["released"] = proto.ten_crop_released(
+                        self.model, self.variables, batch, labels, method=method,
+                        top_k=top_k, crop=self.image_size,
+                    )  # fmt: skip
             return out
 
         return predict

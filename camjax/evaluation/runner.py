@@ -252,11 +252,13 @@ def evaluate(
     metric_names = registry.check_names(config.eval.get("metrics", DEFAULT_METRICS))
     info = data.info(config.data)
     bs = int(batch_size or config.eval.batch_size)
-    batches = loaded.eval_batches(split, bs, max_examples=max_examples)
+    # Ten-crop testing (protocols.ten_crop): the 256-side resize with original sizes/boxes.
+    ten_crop = bool(config.eval.get("ten_crop", False))
+    batches = loaded.eval_batches(split, bs, max_examples=max_examples, ten_crop=ten_crop)
     from camjax.protocols.predict import required
 
     predict = loaded.predictor(
-        top_k=min(5, len(loaded.class_names)), protocols=required(metric_names)
+        top_k=min(5, len(loaded.class_names)), protocols=required(metric_names), ten_crop=ten_crop
     )
     results, samples = evaluate_stream(
         batches,

@@ -54,3 +54,42 @@ def maps_for(out: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """The outputs a ``name`` metric reads: ``out["protocols"][name]`` or ``out`` itself."""
     per = out.get("protocols") or {}
     return per.get(name, out)
+
+
+def ten_crop_released(
+    model: Any,
+    variables: Any,
+    batch: Mapping[str, Any],
+    labels: Any,
+    *,
+    method: str,
+    top_k: int,
+    crop: int,
+    jpeg_quality: int | None = None,
+) -> dict[str, np.ndarray]:
+    """The ``released`` protocol with ten-crop testing, boxes at the original image size.
+
+    ``batch`` holds the 256-side resize (``image``), ``orig_hw`` and ``valid``
+    (``camjax.data.eval_iterator(..., size=256, original=True)``). The merged maps
+    (:func:`camjax.protocols.ten_crop.predict`) are resized to each original image with
+    OpenCV's ``INTER_CUBIC`` (MATLAB's ``imresize`` is bicubic too; it also antialiases
+    when shrinking, which this does not) and boxed as released. Returns ``class_ids``
+    and ``probs`` (ranked by the ten crops' mean probability) and ``boxes12 [B, k + 1,
+    2, 4]`` (bbox1/bbox2 of the top-k maps, then of the label's map), in original pixels.
+    """
+    import cv2
+
+    from camjax.protocols import released, ten_crop
+
+    r = ten_crop.predict(
+        model, variables, batch["image"], labels, method=method, top_k=top_k, crop=crop
+    )
+    maps = np.concatenate([r["maps"], r["gt_maps"]], axis=1)
+    boxes12 = np.zeros(maps.shape[:2] + (2, 4), np.int32)
+    valid = np.asarray(batch.get("valid", np.ones(len(maps), bool)), bool)
+    for i in np.flatnonzero(valid):
+        h, w = (int(v) for v in np.asarray(batch["orig_hw"])[i])
+        m = np.stack([cv2.resize(x.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+                      for x in maps[i]])  # fmt: skip
+        boxes12[i] = released.boxes(m, jpeg_quality)
+    return {"class_ids": r["class_ids"], "probs": r["probs"], "boxes12": boxes12}

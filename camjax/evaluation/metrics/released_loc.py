@@ -6,6 +6,8 @@ Each top-5 map becomes the released 8-bit heatmap and is boxed by ``dt_box`` (le
 (``ILSVRC_evaluate_bbox.m`` l. 109-153; :mod:`camjax.protocols.released`). GT-known uses
 ``bbox1`` of the ground-truth class's map. ``eval.released_jpeg_quality`` (default none)
 adds the JPEG round trip of the released heatmaps. Rows in ``eval.blacklist`` are skipped.
+With ``eval.ten_crop`` the predictor gives ``boxes12`` from the ten crops, at the original
+image size, scored against ``orig_bboxes`` (:func:`camjax.protocols.predict.ten_crop_released`).
 """
 
 from __future__ import annotations
@@ -30,20 +32,26 @@ class ReleasedLoc:
 
         self.options = dict(ctx.options)
         self.jpeg = self.options.get("released_jpeg_quality") or None
+        # Ten-crop boxes live in each original image: no common size to check them against.
+        hw = None if self.options.get("ten_crop") else ctx.image_hw
         self.evaluators = {
-            s: LocalizationErrorEvaluator(iou_threshold=inputs.IOU_LOC, image_hw=ctx.image_hw)
-            for s in _SETS
+            s: LocalizationErrorEvaluator(iou_threshold=inputs.IOU_LOC, image_hw=hw) for s in _SETS
         }
         self.has_heuristic = False
 
     def update(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> None:
         o = predict.maps_for(out, "released")
-        class_ids = np.asarray(out["class_ids"])
-        k = class_ids.shape[1]
-        maps = np.concatenate([np.asarray(o["maps"])[:, :k], np.asarray(o["gt_maps"])], axis=1)
-        b = released.boxes(maps, self.jpeg)  # [B, k + 1, 2, 4]
-        labels = np.asarray(batch["label"])
         gt_boxes, gt_valid = inputs.gt(batch)
+        if "boxes12" in o:  # ten-crop: classes from the crops' mean, original-size boxes
+            class_ids, b = np.asarray(o["class_ids"]), np.asarray(o["boxes12"])
+            gt_boxes = np.asarray(batch["orig_bboxes"])
+            k = class_ids.shape[1]
+        else:
+            class_ids = np.asarray(out["class_ids"])
+            k = class_ids.shape[1]
+            maps = np.concatenate([np.asarray(o["maps"])[:, :k], np.asarray(o["gt_maps"])], axis=1)
+            b = released.boxes(maps, self.jpeg)  # [B, k + 1, 2, 4]
+        labels = np.asarray(batch["label"])
         keep = blacklist.counted(batch, self.options)
         for j, name in enumerate(_SETS[:2]):
             self.evaluators[name].update(
