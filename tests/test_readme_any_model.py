@@ -1,0 +1,28 @@
+"""The README's "Your own model" section runs as written and prints what it says."""
+
+import contextlib
+import io
+import pathlib
+import re
+
+import pytest
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _section() -> str | None:
+    text = README.read_text()
+    m = re.search(r"^## Your own model\n(.*?)(?=^## )", text + "\n## ", re.S | re.M)
+    return m.group(1) if m else None
+
+
+def test_your_own_model_snippet_runs_and_prints_what_it_says():
+    section = _section()
+    if section is None:
+        pytest.skip("README.md has no 'Your own model' section yet")
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    printed = re.search(r"prints\n\n```\n(.*?)```", section, re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md:Your own model", "exec"), {"__name__": "readme"})
+    assert out.getvalue() == printed
