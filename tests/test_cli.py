@@ -1,17 +1,20 @@
 """``camjax extract``: a folder with good and bad images, from a checkpoint workdir and
 from the pretrained EfficientNet-Lite0; boxes in original pixels."""
 
+import glob
 import importlib.util
 import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from camjax import cli
+from camjax.bulk import open_extraction
 from camjax.evaluation.geometry import rescale_boxes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,62 +66,89 @@ def folder(tmp_path_factory):
 SIZES = {"wide.png": (30, 50), "tall_gray.jpg": (70, 40), "rgba.png": (20, 20)}
 
 
+def _args(out, *extra):
+    return ["--out", out, "--top-k", "3", "--batch-size", "2", "--no-progress", *extra]
+
+
 def test_extract_from_workdir_skips_bad_files(workdir, folder, tmp_path, capsys):
     wd, num_classes, _ = workdir
     out = str(tmp_path / "out")
-    rc = cli.main(
-        [
-            "extract",
-            folder,
-            "--workdir",
-            wd,
-            "--out",
-            out,
-            "--top-k",
-            "3",
-            "--batch-size",
-            "2",
-            "--overlays",
-            "--no-progress",
-        ]
-    )
+    old = os.umask(0o002)  # group-writable outputs wanted: the files must follow the umask
+    try:
+        rc = cli.main(["extract", folder, "--workdir", wd, *_args(out, "--overlays")])
+    finally:
+        os.umask(old)
     printed = capsys.readouterr().out
     assert rc == 0
     # Both bad files are reported at the end, by name, and listed in skipped.txt.
-    assert "skipped 2 unreadable file(s)" in printed
+    assert "skipped 2 unreadable input(s)" in printed
     text = open(os.path.join(out, "skipped.txt")).read()
     skipped = sorted(os.path.basename(line.split("\t")[0]) for line in text.splitlines())
     assert skipped == ["notes.jpg", "truncated.jpg"]
 
-    lines = [json.loads(x) for x in open(os.path.join(out, "predictions.jsonl"))]
+    ex = open_extraction(out)
+    assert ex.complete and ex.settings["method"] == "cam" and ex.settings["threshold"] == 0.2
+    assert ex.settings["model"] == "tiny_gap" and ex.settings["image_size"] == SIZE
+    lines = list(ex.records())
     assert sorted(os.path.basename(r["path"]) for r in lines) == sorted(SIZES)
-    npz = np.load(os.path.join(out, "cams.npz"))
-    n = len(lines)
-    assert npz["maps"].shape == (n, 3, SIZE, SIZE)
-    assert npz["boxes"].shape == npz["boxes_original"].shape == (n, 3, 4)
-    for i, r in enumerate(lines):
+    for r in lines:
         h, w = SIZES[os.path.basename(r["path"])]
         assert (r["height"], r["width"]) == (h, w)
+        assert r["method"] == "cam" and r["model"] == "tiny_gap"
         assert [c["rank"] for c in r["top_k"]] == [1, 2, 3]
         probs = [c["prob"] for c in r["top_k"]]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-5
         boxes = np.array([c["box"] for c in r["top_k"]])
+        a = ex.arrays(r["shard"])
+        row = r["row"]
         # Original-pixel boxes are the model-input boxes mapped through the resize.
-        np.testing.assert_array_equal(boxes, npz["boxes_original"][i])
-        np.testing.assert_array_equal(boxes, rescale_boxes(npz["boxes"][i], (SIZE, SIZE), (h, w)))
+        np.testing.assert_array_equal(boxes, a["boxes_original"][row])
+        np.testing.assert_array_equal(boxes, rescale_boxes(a["boxes"][row], (SIZE, SIZE), (h, w)))
         assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] < w).all() and (boxes[:, 3] < h).all()
-        assert (boxes[:, 2:] >= boxes[:, :2]).all()
-        assert str(npz["paths"][i]) == r["path"]
+        assert str(a["paths"][row]) == r["path"]
         assert 0 <= r["top_k"][0]["class_id"] < num_classes
-    assert 0.0 <= npz["maps"].min() and npz["maps"].max() <= 1.0
-    overlays = sorted(os.listdir(os.path.join(out, "overlays")))
-    assert len(overlays) == n
-    for name in overlays:
-        stem = name.split("_", 1)[1].rsplit(".", 1)[0]
-        ((h, w),) = [s for k, s in SIZES.items() if k.rsplit(".", 1)[0] == stem]
-        with Image.open(os.path.join(out, "overlays", name)) as im:
-            assert im.size == (w, h)  # drawn over the original, at its own size
-    assert not [f for f in os.listdir(out) if f.startswith(".")]  # no temporary files left
+        # Maps at feature resolution (tiny_gap: input / 4), float16, in [0, 1]; the
+        # loader brings them to the original's size.
+        assert a["maps"].dtype == np.float16 and a["maps"].shape[1:] == (3, SIZE // 4, SIZE // 4)
+        m = ex.map(r, rank=1)
+        assert m.shape == (h, w) and 0.0 <= m.min() and m.max() <= 1.0 + 1e-3
+    overlays = sorted(glob.glob(os.path.join(out, "overlays", "part-*", "*.png")))
+    assert len(overlays) == len(lines)
+    by_stem = {k.rsplit(".", 1)[0]: hw for k, hw in SIZES.items()}
+    for path in overlays:
+        h, w = by_stem[os.path.basename(path).split("_", 1)[1][: -len(".png")]]
+        with Image.open(path) as im:
+            # The original at its own size (under --overlay-size), a label band above.
+            assert im.size[0] == w and h + 12 <= im.size[1] <= h + 40
+    for dirpath, _, files in os.walk(out):
+        for name in files:
+            assert not name.startswith(".")  # no temporary files left
+            assert os.stat(os.path.join(dirpath, name)).st_mode & 0o777 == 0o664, name
+
+
+def test_extract_reruns_resume_refuse_or_overwrite(workdir, folder, tmp_path, capsys):
+    wd, _, _ = workdir
+    out = str(tmp_path / "out")
+    base = ["extract", folder, "--workdir", wd]
+    assert cli.main([*base, *_args(out, "--overlays")]) == 0
+    first = open(os.path.join(out, "part-00000.jsonl")).read()
+    assert cli.main([*base, *_args(out, "--overlays")]) == 0  # complete: nothing redone
+    assert "0 images" in capsys.readouterr().out
+    assert open(os.path.join(out, "part-00000.jsonl")).read() == first
+    # Another method or threshold on the same --out: refused, one line, nothing touched.
+    assert cli.main([*base, *_args(out, "--overlays", "--method", "gradcam")]) == 2
+    err = capsys.readouterr().err
+    assert "method 'cam', this run 'gradcam'" in err and err.count("\n") == 1
+    # A rerun on inputs with no readable image, replacing the earlier run: nothing of the
+    # earlier run (maps, overlays) is left beside the new, empty result.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jpg").write_text("not a jpeg")
+    rc = cli.main(["extract", str(bad), "--workdir", wd, *_args(out, "--overwrite")])
+    assert rc == 1
+    assert sorted(os.listdir(out)) == [
+        "manifest.json", "part-00000.jsonl", "part-00000.skipped.tsv", "skipped.txt"]  # fmt: skip
+    assert open(os.path.join(out, "part-00000.jsonl")).read() == ""
 
 
 def test_extract_errors_are_clear(tmp_path, capsys):
@@ -132,6 +162,30 @@ def test_extract_errors_are_clear(tmp_path, capsys):
     assert cli.main(["extract", str(tmp_path), *args]) == 2
     assert "no checkpoint directory" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "absent")  # nothing created on the way
+    assert not os.path.exists(tmp_path / "o")
+    # Bad choices fail in argument parsing, before anything loads, naming the choices.
+    for flag, value in (("--method", "nosuch"), ("--model", "nosuch"), ("--maps", "all")):
+        t0 = time.perf_counter()
+        with pytest.raises(SystemExit) as e:
+            cli.main(["extract", str(tmp_path), "--model", "efficientnet_lite0_gap",
+                      "--out", str(tmp_path / "o"), flag, value])  # fmt: skip
+        assert e.value.code == 2 and time.perf_counter() - t0 < 1.0
+        assert f"invalid choice: '{value}'" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_help_lists_choices_without_markup_and_takes_underscores(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["extract", "--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and "--batch-size" in text
+    assert "gradcam" in text and "efficientnet_lite0_gap" in text  # the choices
+    args = cli.build_parser().parse_args(
+        cli._dash_style(["extract", "x", "--model", "efficientnet_lite0_gap", "--out", "o",
+                         "--batch_size", "3", "--top_k=2", "--shard_size", "7"])
+    )  # fmt: skip
+    assert (args.batch_size, args.top_k, args.shard_size) == (3, 2, 7)
+    assert cli._dash_style(["--out", "a_b", "--", "--x_y"]) == ["--out", "a_b", "--", "--x_y"]
 
 
 def test_python_m_camjax_extract_is_the_same_command():
@@ -146,27 +200,29 @@ def test_python_m_camjax_extract_is_the_same_command():
     assert "--workdir" in res.stdout and "--model" in res.stdout
 
 
-def test_extract_pretrained_efficientnet_on_real_photos(tmp_path):
-    # Two ImageNet validation photos from the foolbox wheel (label in the file name).
+PRETRAINED = """
+import sys
+from camjax.cli import main
+rc = main(sys.argv[1:])
+print("RC", rc, "TENSORFLOW", "tensorflow" in sys.modules)
+"""
+
+
+def test_extract_pretrained_efficientnet_on_real_photos_without_tensorflow(tmp_path):
+    # Two ImageNet validation photos from the foolbox wheel (label in the file name), in
+    # a fresh interpreter: the file path must not import TensorFlow.
     spec = importlib.util.find_spec("foolbox")
     data_dir = os.path.join(list(spec.submodule_search_locations)[0], "data")
     photos = [os.path.join(data_dir, f) for f in ("imagenet_00_243.jpg", "imagenet_01_559.jpg")]
     out = str(tmp_path / "out")
-    rc = cli.main(
-        [
-            "extract",
-            *photos,
-            "--model",
-            "efficientnet_lite0_gap",
-            "--out",
-            out,
-            "--no-progress",
-            "--maps-dtype",
-            "none",
-        ]
-    )
-    assert rc == 0
-    lines = [json.loads(x) for x in open(os.path.join(out, "predictions.jsonl"))]
+    res = subprocess.run(
+        [sys.executable, "-c", PRETRAINED, "extract", *photos, "--model",
+         "efficientnet_lite0_gap", "--out", out, "--no-progress", "--maps", "none"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert "RC 0 TENSORFLOW False" in res.stdout, res.stdout[-2000:] + res.stderr[-3000:]
+    ex = open_extraction(out)
+    lines = list(ex.records())
     assert len(lines) == 2
     for r in lines:
         label = int(os.path.basename(r["path"]).rsplit("_", 1)[1].split(".")[0])
@@ -178,7 +234,8 @@ def test_extract_pretrained_efficientnet_on_real_photos(tmp_path):
         assert 0 <= x0 <= x1 < w and 0 <= y0 <= y1 < h
         assert (x1 - x0 + 1) * (y1 - y0 + 1) >= 0.01 * w * h  # not a degenerate box
         assert r["top_k"][0]["class_name"] and "\t" not in r["top_k"][0]["class_name"]
-    assert "maps" not in np.load(os.path.join(out, "cams.npz"))
+    assert "maps" not in ex.arrays(0)
+    assert ex.settings["input_normalization"] == "minus127_div128"
 
 
 def test_evaluate_a_checkpoint_writes_the_report(workdir, tmp_path):

@@ -2,10 +2,11 @@
 
 Pure data parallelism: the batch is split over a one-axis mesh of this process's devices
 and each device runs ``camjax.extract`` on its slice (``jax.shard_map``). The program
-holds no collective: the box kernel is a host callback on CPU, and host callbacks next to
-collectives on many CPU devices can deadlock. Processes share nothing at run time either:
-each one extracts its own shards of the input list (``camjax.bulk.run``); only the
-coordinator handshake of ``jax.distributed.initialize`` connects them.
+holds no collective and no host callback (boxes are found on the host after it, see
+:func:`make_step`): both were seen to hang programs on many CPU devices. Processes
+share nothing at run time either: each one extracts its own shards of the input list
+(``camjax.bulk.run``); only the coordinator handshake of ``jax.distributed.initialize``
+connects them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-
-OUTPUT_KEYS = ("class_ids", "probs", "maps", "boxes")
 
 
 def init_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -35,24 +34,48 @@ def make_step(
     model: Any,
     variables: Any,
     *,
+    top_k: int,
+    threshold: float,
+    maps: str = "feature",
     devices: list | None = None,
-    keep_maps: bool = True,
     **extract_kw: Any,
-) -> tuple[Callable[[np.ndarray], dict[str, jax.Array]], int]:
-    """``(step, num_devices)``: ``step(images [B, S, S, 3])`` -> extract's outputs
-    (``OUTPUT_KEYS``), batch split over ``devices`` (default: this process's devices).
-    ``B`` must be a multiple of ``num_devices``. The call is asynchronous (JAX dispatch)."""
+) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], int]:
+    """``(step, num_devices)``: ``step(images [B, S, S, 3])`` -> ``class_ids``, ``probs``,
+    ``maps`` (feature or input resolution, as ``maps`` says) and ``boxes [B, k, 4]``
+    (input pixels), the batch split over ``devices`` (default: this process's devices).
+    ``B`` must be a multiple of ``num_devices``.
+
+    The device program ends at the kept-pixel masks (``map >= threshold * max``, the
+    rule of :func:`camjax.boxes.largest_component_box`) of the input-size maps, which are
+    the feature maps upsampled bilinearly and min-max normalised again (what
+    ``camjax.extract`` boxes, up to float rounding); the largest component's box is found
+    on the host, so the program holds no host callback: a callback inside a program
+    running on 8 CPU devices was seen to hang at random (about 1 run in 3). ``step`` is
+    split in two so that the next batch can be dispatched before this one is boxed:
+    ``step(images)`` returns a handle, ``step.finish(handle)`` the numpy results."""
+    import jax.numpy as jnp
+
+    from camjax.boxes import _largest_np, kept_values_and_cuts
+    from camjax.cam import normalize, upsample
     from camjax.extraction import extract
 
     devices = list(devices or jax.local_devices())
     mesh = Mesh(np.asarray(devices), ("data",))
-    keys = OUTPUT_KEYS if keep_maps else tuple(k for k in OUTPUT_KEYS if k != "maps")
+    cut = jnp.asarray([float(threshold)], jnp.float32)
 
     def body(v, x):
-        out = extract(model, v, x, **extract_kw)
-        return {k: out[k] for k in keys}
+        out = extract(model, v, x, top_k, map_resolution="feature", num_boxes=0, **extract_kw)
+        full = normalize(upsample(out["maps"], x.shape[1:3], "bilinear"), "minmax")
+        vals, cuts = kept_values_and_cuts(full, cut)
+        res = {
+            "class_ids": out["class_ids"],
+            "probs": out["probs"],
+            "kept": vals >= cuts[..., None],
+        }
+        if maps != "none":
+            res["maps"] = full if maps == "input" else out["maps"]
+        return res
 
-    # check_vma=False: the box kernels trace a while_loop whose carry starts unvarying.
     sharded = jax.shard_map(
         body, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data"), check_vma=False
     )
@@ -60,10 +83,16 @@ def make_step(
     replicated = jax.device_put(variables, NamedSharding(mesh, P()))
     batch_sharding = NamedSharding(mesh, P("data"))
 
-    def step(images: np.ndarray) -> dict[str, jax.Array]:
-        return fn(replicated, jax.device_put(images, batch_sharding))
+    class Step:
+        def __call__(self, images: np.ndarray) -> dict[str, jax.Array]:
+            return fn(replicated, jax.device_put(images, batch_sharding))
 
-    return step, len(devices)
+        def finish(self, handle: dict[str, jax.Array], n: int) -> dict[str, np.ndarray]:
+            out = {key: np.asarray(v)[:n] for key, v in handle.items()}
+            out["boxes"] = _largest_np(out.pop("kept"), 8)
+            return out
+
+    return Step(), len(devices)
 
 
-__all__ = ["OUTPUT_KEYS", "init_distributed", "make_step"]
+__all__ = ["init_distributed", "make_step"]

@@ -156,7 +156,11 @@ def extract_to(
     store.open(manifest, overwrite=overwrite)
     mine = [j for j in range(num_shards) if j % pc == pi and not store.done(j)]
 
-    step, ndev = _make_step(loaded, devices, k, method, threshold, maps, overlays, extra)
+    from camjax.bulk.devices import make_step
+
+    keep = maps if maps != "none" or not overlays else "feature"  # overlays need maps
+    step, ndev = make_step(loaded.model, loaded.variables, top_k=k, threshold=threshold,
+                           maps=keep, devices=devices, method=method, **extra)  # fmt: skip
     bsz = -(-batch_size // ndev) * ndev  # a whole number of images per device
     budget = images_lib.PixelBudget(max_pixels)
     threads = threads or min(8, (os.cpu_count() or 2) + 1)
@@ -192,7 +196,7 @@ def extract_to(
 
     def collect(done_batch):
         meta, out = done_batch
-        out = {key: np.asarray(v)[: len(meta)] for key, v in out.items()}
+        out = step.finish(out, len(meta))
         for r, (j, i, path, (_, hw)) in enumerate(meta):
             shards[j].rows.append((i, path, hw, {key: v[r] for key, v in out.items()}))
             _maybe_commit(j)
@@ -240,22 +244,6 @@ def extract_to(
     summary["complete"] = final is not None
     summary["num_records"] = final["num_records"] if final else None
     return summary
-
-
-def _make_step(loaded, devices, k, method, threshold, maps, overlays, extra):
-    from camjax.bulk.devices import make_step
-
-    return make_step(
-        loaded.model,
-        loaded.variables,
-        devices=devices,
-        keep_maps=maps != "none" or overlays > 0,  # overlays need the maps as well
-        top_k=k,
-        method=method,
-        threshold=threshold,
-        map_resolution="input" if maps == "input" else "feature",
-        **extra,
-    )
 
 
 class _Writer:
