@@ -8,6 +8,11 @@ Command::
 Hardware and time (estimate, not measured here): one A100/H100-class GPU, a few hours
 for 20k steps at batch 64 (5,994 training images: about 200 epochs).
 
+Recipe: camjax's (``paper_recipe``): the released solver's schedule with a x10 head
+learning rate (camjax's choice; ``*_as_released`` configs follow the released lr_mult
+1/2). Localization numbers of the paper: protocol ``released`` (``eval.metrics``
+``released_loc``, ``eval.ten_crop``); of Choe et al.: protocol ``wsol`` (``wsol_box``).
+
 Aims at (CUB test split): MaxBoxAccV2 63.7 for vanilla CAM on VGG (Choe et al., CVPR
 2020); the paper reports CUB localization for GoogLeNet-GAP in Sec. 4.1.
 """

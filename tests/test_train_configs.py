@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAPER = [
     "vgg16_gap_imagenet", "googlenet_gap_imagenet", "googlenet_gmp_imagenet",
     "alexnet_gap_imagenet", "alexnet_star_gap_imagenet", "resnet50_gap_imagenet",
-    "vgg16_gap_cub", "googlenet_gap_cub",
+    "vgg16_gap_cub", "googlenet_gap_cub", "vgg16_gap_imagenet_as_released",
+    "alexnet_gap_imagenet_as_released", "googlenet_gap_imagenet_as_released",
 ]  # fmt: skip
 
 
