@@ -275,3 +275,57 @@ def test_errors_name_the_problem(tmp_path):
     assert "is not a folder" in _error(c, FileNotFoundError)
     (tmp_path / "nomasks").mkdir()
     assert "no mask" in _error(c, FileNotFoundError)
+
+
+@pytest.mark.slow
+def test_train_evaluate_extract_on_a_voc_folder(tmp_path):
+    """tiny_gap trained a few steps through the library entry on 3 classes x 6 images,
+    evaluated with every box and mask metric, then extracted from the folder."""
+    from camjax.cli import main as cli_main
+    from camjax.evaluation import evaluate
+    from camjax.train import load_config, train_and_evaluate
+
+    rng = np.random.default_rng(0)
+    xml = tmp_path / "xml"
+    for k, cls in enumerate(("a", "b", "c")):
+        for i in range(6):
+            x0, y0 = rng.integers(0, 12, 2)
+            x1, y1 = x0 + 12 + k * 4, y0 + 12 + k * 4  # inclusive corners, inside 32 x 32
+            img = np.full((32, 32, 3), 30 + 40 * k, np.uint8)
+            img[y0 : y1 + 1, x0 : x1 + 1] = 220
+            for d in ("img", "masks"):
+                (tmp_path / d / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(tmp_path / "img" / cls / f"{i}.png")
+            Image.fromarray((img[..., 0] == 220).astype(np.uint8)).save(
+                tmp_path / "masks" / cls / f"{i}.png"
+            )
+            (xml / cls).mkdir(parents=True, exist_ok=True)
+            (xml / cls / f"{i}.xml").write_text(
+                f"<annotation><object><name>{cls}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}"
+                f"</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object></annotation>"
+            )
+    c = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "default.py"))
+    c.data.name = "folder"
+    c.data.folder.update(
+        root=str(tmp_path / "img"),
+        boxes=str(xml),
+        masks=str(tmp_path / "masks"),
+        val_fraction=1 / 3,
+    )
+    c.data.image_size = 16
+    c.model.kwargs.widths = (4, 8)
+    c.model.kwargs.head_features = 8
+    c.train.update(batch_size=8, num_steps=4, log_every=2, checkpoint_every=4)
+    c.train.async_checkpoints = False
+    c.eval.update(batch_size=8, cam_threshold_steps=10)
+    c.optimizer.warmup_steps = 1
+    wd = str(tmp_path / "run")
+    final = train_and_evaluate(c, wd)
+    assert final["step"] == 4 and np.isfinite(final["train_loss"])
+    res = evaluate(c, wd, split="validation", figures=False, verbose=False)
+    cam = res["methods"]["cam"]
+    assert {"max_box_acc_v2", "gt_known", "pxap"} <= set(cam), sorted(cam)
+    out = tmp_path / "extract"
+    argv = ["extract", str(tmp_path / "img"), "--recursive", "--workdir", wd, "--out", str(out)]
+    assert cli_main([*argv, "--maps", "none", "--no-progress", "--top-k", "2"]) == 0
+    assert len(list(out.rglob("*"))) > 0
