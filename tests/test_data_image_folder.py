@@ -229,6 +229,38 @@ def test_other_class_boxes_dropped_and_extra_files_ignored(tmp_path):
     assert tuple(ex["bboxes"][ex["bbox_valid"][:, 0]][0, 0]) == _expected(32, 32, 0, 0, 15, 31)
 
 
+def test_classes_from_the_box_file(tmp_path):
+    """root/<image> with a COCO file: classes are the box file's, sorted."""
+    _write_images(tmp_path / "nested")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in (tmp_path / "nested").rglob("*.png"):
+        (flat / p.name).write_bytes(p.read_bytes())
+    path = _write_boxes(tmp_path, "coco")
+    doc = json.loads(open(path).read())
+    for im in doc["images"]:
+        im["file_name"] = im["file_name"].split("/")[1]
+    doc["categories"].reverse()  # ids are not the label order; sorted names are
+    (tmp_path / "flat.json").write_text(json.dumps(doc))
+    c = _cfg(flat, str(tmp_path / "flat.json"))
+    assert data.info(c).class_names == ("cat", "dog", "owl")
+    ex = _eval(c, "train", batch=12)
+    got = sorted(
+        (int(lab), tuple(int(v) for v in b[0]))
+        for lab, b in zip(ex["label"], ex["bboxes"], strict=True)
+    )
+    assert got == _all_expected()
+    _check_against_pixels(ex)
+    # An image with boxes of two classes, and one without a box, have no single class.
+    doc["annotations"].append(dict(doc["annotations"][0], category_id=11))
+    (tmp_path / "two.json").write_text(json.dumps(doc))
+    assert "has boxes of classes 'cat' and 'dog'" in _error(_cfg(flat, str(tmp_path / "two.json")))
+    doc["annotations"] = doc["annotations"][1:-1]
+    (tmp_path / "none.json").write_text(json.dumps(doc))
+    assert "cat0.png' has no box in the box file" in _error(_cfg(flat, str(tmp_path / "none.json")))
+    assert "no class folders" in _error(_cfg(flat))
+
+
 def _error(c, exc=ValueError):
     with pytest.raises(exc) as e:
         data.info(c)

@@ -6,12 +6,14 @@ Layouts (``data.folder.root``), the torchvision / TFDS ImageFolder ones:
   (``val_fraction`` of each class's images, chosen by ``split_seed``);
 - ``root/<split>/<class>/<image>`` (e.g. ``train``, ``validation``, ``test``): the split
   folders as they are. A root whose sub-folders hold image files is the first layout, one
-  whose sub-folders hold only folders the second.
+  whose sub-folders hold only folders the second;
+- ``root/<image>`` with a box file: each image's class is the class of its boxes (every
+  image needs boxes, all of one class), divided as the first layout.
 
-Class names are the class folder names, sorted (label ``i`` = ``i``-th name), over all
-splits. Images: ``.jpg .jpeg .png .bmp .gif`` (what TensorFlow decodes), searched
-recursively inside a class folder, read as stored (no EXIF rotation). Other files are
-ignored.
+Class names are the class folder names (or the box file's classes), sorted (label ``i`` =
+``i``-th name), over all splits. Images: ``.jpg .jpeg .png .bmp .gif`` (what TensorFlow
+decodes), searched recursively inside a class folder, read as stored (no EXIF rotation).
+Other files are ignored.
 
 Boxes (``data.folder.boxes``): a box file read by :mod:`camjax.data.box_files`. A box's
 image reference matches an image by its path relative to ``root`` or to its split folder,
@@ -76,11 +78,19 @@ def _images(class_dir: str) -> list[str]:
     return sorted(out)
 
 
-def _split_dirs(root: str) -> dict[str, str] | None:
-    """``{split: folder}`` for the split layout, None for the class layout."""
+def _split_dirs(root: str) -> dict[str, str] | str | None:
+    """``{split: folder}`` for the split layout, None for the class layout, ``"images"``
+    for images directly in the root (classes from the box file)."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"data.folder.root {root!r} is not a folder")
     children = _subdirs(root)
+    if _has_images(root):
+        if children:
+            raise ValueError(
+                f"{root!r} holds both images and folders ({children[0]}); use root/<class>/"
+                "<image>, or root/<image> with the classes in the box file"
+            )
+        return "images"
     if not children:
         raise ValueError(f"data.folder.root {root!r} has no class folders")
     flat = [c for c in children if _has_images(os.path.join(root, c))]
@@ -97,6 +107,59 @@ def _split_dirs(root: str) -> dict[str, str] | None:
     return None if flat else {c: os.path.join(root, c) for c in children}
 
 
+def _finder(root: str, paths: list[str], bases: list[str]):
+    """``find(annotation) -> index into paths`` by the aliases of the module docstring;
+    an unknown or ambiguous reference is an error naming the box file's line."""
+    aliases = collections.defaultdict(set)
+    for i, (p, base) in enumerate(zip(paths, bases, strict=True)):
+        rels = {os.path.relpath(p, b).replace(os.sep, "/") for b in (root, base)}
+        for rel in rels | {os.path.basename(p)}:
+            aliases[rel].add(i)
+            aliases[os.path.splitext(rel)[0]].add(i)
+
+    def find(a: box_files.Annotation) -> int:
+        hits = aliases.get(a.image.replace("\\", "/").removeprefix("./"), set())
+        if not hits:
+            raise ValueError(f"{a.where}: image {a.image!r} is not in {root}")
+        if len(hits) > 1:
+            names = ", ".join(sorted(os.path.relpath(paths[i], root) for i in hits)[:3])
+            raise ValueError(f"{a.where}: image {a.image!r} is ambiguous ({names}); use its path")
+        return next(iter(hits))
+
+    return find
+
+
+def _classes_from_boxes(root: str, anns) -> dict[str, list[str]]:
+    """root/<image> layout: ``{class: [image, ...]}`` from the box file's classes, sorted;
+    every image needs boxes, all of one class."""
+    if anns is None:
+        raise ValueError(
+            f"{root!r} holds images but no class folders: give data.folder.boxes with classes, "
+            "or use root/<class>/<image>"
+        )
+    paths = sorted(
+        os.path.join(root, n) for n in _visible(os.listdir(root)) if n.lower().endswith(EXTENSIONS)
+    )
+    find = _finder(root, paths, [root] * len(paths))
+    cls: dict[int, str] = {}
+    for a in anns:
+        i = find(a)
+        if a.cls is None:
+            raise ValueError(f"{a.where}: no class, and {root!r} has no class folders")
+        if cls.setdefault(i, a.cls) != a.cls:
+            raise ValueError(
+                f"{a.where}: image {a.image!r} has boxes of classes {cls[i]!r} and {a.cls!r}; "
+                "an image has one class"
+            )
+    missing = [p for i, p in enumerate(paths) if i not in cls]
+    if missing:
+        raise ValueError(f"image {missing[0]!r} has no box in the box file, so no class")
+    out: dict[str, list[str]] = {}
+    for i in sorted(cls, key=lambda i: (cls[i], paths[i])):
+        out.setdefault(cls[i], []).append(paths[i])
+    return dict(sorted(out.items()))
+
+
 class FolderBuilder:
     """The index of a folder data set, read like a TFDS builder by the pipeline."""
 
@@ -105,8 +168,14 @@ class FolderBuilder:
         self.root = root
         self.has_masks = bool(fc.get("masks"))
         splits = _split_dirs(root)
-        if splits is None:
+        anns = None
+        if fc.get("boxes"):
+            anns = box_files.read(fc.boxes, fc.get("box_format", "auto"), bool(fc.get("one_based")))
+        if splits == "images":
+            per_class, splits = _classes_from_boxes(root, anns), None
+        elif splits is None:
             per_class = {c: _images(os.path.join(root, c)) for c in _subdirs(root)}
+        if splits is None:
             self.class_names = tuple(per_class)
             files = self._divide(per_class, float(fc.get("val_fraction", 0.1)), fc)
         else:
@@ -140,8 +209,8 @@ class FolderBuilder:
         sizes = self._sizes() if fc.get("boxes") or self.has_masks else None
         self.mask_paths = self._masks(fc.masks, sizes) if self.has_masks else [""] * len(rows)
         boxes = [[] for _ in rows]
-        if fc.get("boxes"):
-            boxes = self._boxes(fc, [r[2] for r in rows], sizes, max_boxes)
+        if anns is not None:
+            boxes = self._boxes(anns, [r[2] for r in rows], sizes, max_boxes)
         self.box_splits = np.cumsum([0] + [len(b) for b in boxes]).astype(np.int64)
         self.box_flat = np.array([b for bs in boxes for b in bs], np.float32).reshape(-1, 4)
 
@@ -191,26 +260,12 @@ class FolderBuilder:
             out.append(m)
         return out
 
-    def _boxes(self, fc, bases, sizes, max_boxes: int) -> list[list[list[float]]]:
-        aliases = collections.defaultdict(set)
-        for i, (p, base) in enumerate(zip(self.paths, bases, strict=True)):
-            for rel in {self._rel(p), self._rel(p, base), os.path.basename(p)}:
-                aliases[rel].add(i)
-                aliases[os.path.splitext(rel)[0]].add(i)
+    def _boxes(self, anns, bases, sizes, max_boxes: int) -> list[list[list[float]]]:
+        find = _finder(self.root, self.paths, bases)
         known = set(self.class_names)
-        anns = box_files.read(fc.boxes, fc.get("box_format", "auto"), bool(fc.get("one_based")))
         out = [[] for _ in self.paths]
         for a in anns:
-            ref = a.image.replace("\\", "/").removeprefix("./")
-            hits = aliases.get(ref, set())
-            if not hits:
-                raise ValueError(f"{a.where}: image {a.image!r} is not in {self.root}")
-            if len(hits) > 1:
-                names = ", ".join(sorted(self._rel(self.paths[i]) for i in hits)[:3])
-                raise ValueError(
-                    f"{a.where}: image {a.image!r} is ambiguous ({names}); use its path"
-                )
-            (i,) = hits
+            i = find(a)
             if a.cls is not None and a.cls not in known:
                 some = ", ".join(self.class_names[:5]) + (", ..." if len(known) > 5 else "")
                 raise ValueError(f"{a.where}: class {a.cls!r} is not a class folder ({some})")
