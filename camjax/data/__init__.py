@@ -1,4 +1,5 @@
-"""Input pipelines: TFDS data sets (embedded ``camjax_shapes``, ImageNet, CUB), folders.
+"""Input pipelines: TFDS data sets (embedded ``camjax_shapes``, ImageNet, CUB, any TFDS
+data set by feature names: ``tfds``), a user's class folders with boxes (``folder``).
 
 Contract (docs/CONTRACTS.md, "data"): ``info``, ``train_iterator``, ``eval_iterator``,
 ``shard``, ``prefetch_to_device``, ``folder_iterator``. TensorFlow runs on the CPU only.
