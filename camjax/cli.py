@@ -74,6 +74,17 @@ def _extract_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (resumed if it holds this run)")
     p.add_argument("--top-k", type=_positive, default=5, help="classes per image (default 5)")
     p.add_argument("--method", default="cam", choices=_choices("methods"), help="map method")
+    p.add_argument(
+        "--layer", help="layer path whose maps to take (default: the CAM head's feature map)"
+    )
+    p.add_argument(
+        "--class",
+        dest="class_ids",
+        type=int,
+        action="append",
+        metavar="ID",
+        help="maps of this class for every image instead of the top-k (repeatable)",
+    )
     p.add_argument("--threshold", type=_fraction, default=0.2, help="box threshold (0.2)")
     p.add_argument(
         "--batch-size", type=_positive, default=16, help="images per step, over all devices"
@@ -137,7 +148,9 @@ def run_extract(args: argparse.Namespace) -> int:
 
     if not args.inputs and not args.from_list:
         raise ValueError("no inputs: name files, folders or globs, or --from-list FILE")
-    if args.overlay_top_k > args.top_k:
+    if args.class_ids and args.overlay_top_k > len(args.class_ids):
+        args.overlay_top_k = len(args.class_ids)
+    elif args.overlay_top_k > args.top_k:
         raise ValueError(f"--overlay-top-k {args.overlay_top_k} exceeds --top-k {args.top_k}")
     if args.max_megapixels <= 0:
         raise ValueError(f"--max-megapixels must be > 0, got {args.max_megapixels}")
@@ -171,6 +184,8 @@ def run_extract(args: argparse.Namespace) -> int:
         threads=args.threads,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        layer=args.layer,
+        class_ids=args.class_ids,
     )
     state = "complete" if summary["complete"] else "this process's shards done"
     print(f"{summary['num_images']} images -> {args.out} ({state})")

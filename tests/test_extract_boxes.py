@@ -27,3 +27,28 @@ def test_step_matches_camjax_extract():
     # exactly at the threshold, which these maps do not have.
     np.testing.assert_array_equal(got["boxes"], ref["boxes"])
     assert (got["boxes"][..., 2:] - got["boxes"][..., :2] < helper.SIZE - 1).any()
+
+
+def test_given_classes_and_layer_reach_camjax_extract(tmp_path):
+    from camjax.bulk import extract_to, open_extraction
+
+    loaded = helper.loaded()
+    images = helper.make_folder(str(tmp_path / "imgs"), n_good=3)
+    out = str(tmp_path / "out")
+    extract_to(loaded, [images], out, class_ids=[7, 3], layer="head", progress=False,
+               batch_size=4)  # fmt: skip
+    ex = open_extraction(out)
+    assert ex.settings["class_ids"] == [7, 3] and ex.settings["layer"] == "head"
+    recs = list(ex.records())
+    assert len(recs) == 3
+    a = ex.arrays(0)
+    for r in recs:
+        assert [c["class_id"] for c in r["top_k"]] == [7, 3]
+    # The stored maps are camjax.extract's maps of those classes at feature resolution.
+    from camjax.bulk.images import normalize, read_image
+
+    x = np.stack([normalize(read_image(str(p), helper.SIZE)[0], "unit") for p in a["paths"]])
+    want = extract(loaded.model, loaded.variables, x, class_ids=np.asarray([7, 3]),
+                   map_resolution="feature", layer="head")  # fmt: skip
+    np.testing.assert_allclose(a["maps"].astype(np.float32), np.asarray(want["maps"]), atol=1e-3)
+    np.testing.assert_allclose(a["probs"], np.asarray(want["probs"]), rtol=1e-5, atol=1e-7)

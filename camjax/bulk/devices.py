@@ -53,13 +53,28 @@ def make_step(
     running on 8 CPU devices was seen to hang at random (about 1 run in 3). ``step`` is
     split in two so that the next batch can be dispatched before this one is boxed:
     ``step(images)`` returns a handle, ``step.finish(handle)`` the numpy results."""
+    devices = list(devices or jax.local_devices())
+    key = (model, id(variables), tuple(devices), top_k, float(threshold), maps,
+           repr(sorted(extract_kw.items())))  # fmt: skip
+    hit = _STEPS.get(key)
+    if hit is not None and hit[0] is variables:
+        return hit[1], len(devices)
+    step = _build(model, variables, devices, top_k, threshold, maps, extract_kw)
+    _STEPS.clear()  # one compiled program kept: a second run in the process reuses it
+    _STEPS[key] = (variables, step)
+    return step, len(devices)
+
+
+_STEPS: dict = {}
+
+
+def _build(model, variables, devices, top_k, threshold, maps, extract_kw):
     import jax.numpy as jnp
 
     from camjax.boxes import _largest_np, kept_values_and_cuts
     from camjax.cam import normalize, upsample
     from camjax.extraction import extract
 
-    devices = list(devices or jax.local_devices())
     mesh = Mesh(np.asarray(devices), ("data",))
     cut = jnp.asarray([float(threshold)], jnp.float32)
 
@@ -92,7 +107,7 @@ def make_step(
             out["boxes"] = _largest_np(out.pop("kept"), 8)
             return out
 
-    return Step(), len(devices)
+    return Step()
 
 
 __all__ = ["init_distributed", "make_step"]

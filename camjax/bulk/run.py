@@ -86,14 +86,17 @@ def extract_to(
     process_index: int | None = None,
     process_count: int | None = None,
     devices: list | None = None,
-    extract_kw: dict | None = None,
+    layer: str | None = None,
+    class_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Extract every input into ``out_dir``; resume what a killed run left (module doc).
 
     ``loaded``: a :class:`camjax.evaluation.loading.Loaded`. ``maps``: ``"feature"``
     (each method's own resolution, e.g. 7x7), ``"input"`` (``S x S``) or ``"none"``.
     ``overlays``: PNGs of the top-``overlays`` maps per image (0: none), at most
-    ``overlay_size`` pixels a side per panel. Returns a summary: ``num_images`` (records
+    ``overlay_size`` pixels a side per panel. ``layer``: where the maps are taken
+    (``camjax.extract``'s ``layer``; default its own). ``class_ids``: maps of these classes
+    for every image instead of the top-k. Returns a summary: ``num_images`` (records
     written by this call), ``skipped`` (``(path, reason)`` by this call), ``complete``,
     ``shards_done``, ``out``.
     """
@@ -111,6 +114,15 @@ def extract_to(
             raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
     names, s = loaded.class_names, int(loaded.image_size)
     k = min(int(top_k), len(names))
+    extra: dict[str, Any] = {}
+    if layer is not None:
+        extra["layer"] = str(layer)
+    if class_ids is not None:
+        ids = [int(c) for c in class_ids]
+        if not ids or min(ids) < 0 or max(ids) >= len(names):
+            raise ValueError(f"class ids must lie in [0, {len(names)}), got {ids}")
+        extra["class_ids"] = tuple(ids)
+        k = len(ids)
     if k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if overlays > k:
@@ -125,12 +137,12 @@ def extract_to(
     if not entries:
         raise FileNotFoundError(f"no image files in {list(inputs) + list(lists)}")
     num_shards = math.ceil(len(entries) / shard_size)
-    extra = dict(extract_kw or {})
     settings = {
         "model": model_name or loaded.checkpoint_name,
         "checkpoint": loaded.checkpoint_name,
         "method": method,
-        "layer": str(extra.get("layer", "head")),
+        "layer": extra.get("layer", "default"),
+        "class_ids": list(extra["class_ids"]) if "class_ids" in extra else None,
         "threshold": float(threshold),
         "map_normalization": "minmax",
         "input_normalization": loaded.normalization,
@@ -142,7 +154,6 @@ def extract_to(
         "overlays": overlays,
         "num_classes": len(names),
         "camjax_version": _version(),
-        **{key: v for key, v in extra.items() if key != "layer"},
     }
     manifest = {
         "format": FORMAT,
