@@ -201,15 +201,22 @@ class Checkpointer:
             flush=True,
         )
 
+    def _error(self, step: int | None, e: Exception) -> CheckpointSaveError:
+        earlier = ""
+        if self._pending is not None and self._pending != step:
+            earlier = f" (or the background save of step {self._pending})"
+        text = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        return CheckpointSaveError(
+            f"saving checkpoint step {step}{earlier} in {self.directory} failed: "
+            f"{type(e).__name__}: {text}"
+        )
+
     def check(self) -> None:
         """Raise :class:`CheckpointSaveError` if an earlier background save failed."""
         try:
             self.manager.check_for_errors()
         except Exception as e:
-            raise CheckpointSaveError(
-                f"saving checkpoint step {self._pending} in {self.directory} failed: "
-                f"{type(e).__name__}: {e}"
-            ) from e
+            raise self._error(self._pending, e) from e
 
     def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> bool:
         """Save the host ``state`` (numpy leaves) as ``step``, with its digests."""
@@ -229,10 +236,8 @@ class Checkpointer:
         )
         try:
             saved = self.manager.save(step, args=args)
-        except Exception as e:
-            raise CheckpointSaveError(
-                f"saving checkpoint step {step} in {self.directory} failed: {type(e).__name__}: {e}"
-            ) from e
+        except Exception as e:  # Orbax raises a failed background save at the next save
+            raise self._error(step, e) from e
         self._pending = step
         return saved
 
@@ -242,10 +247,7 @@ class Checkpointer:
             self.manager.wait_until_finished()
             self.manager.check_for_errors()
         except Exception as e:
-            raise CheckpointSaveError(
-                f"saving checkpoint step {self._pending} in {self.directory} failed: "
-                f"{type(e).__name__}: {e}"
-            ) from e
+            raise self._error(self._pending, e) from e
 
     def close(self) -> None:
         try:

@@ -178,6 +178,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in ("metrics", "train_metrics"):
         if key in config.eval:
             registry.check_names(config.eval[key])
+    _check_model(config)
+
+
+def _check_model(config: ml_collections.ConfigDict) -> None:
+    """Build the network and trace its init (nothing is computed): bad ``model.kwargs``
+    fail here, before the data set is read. The class count does not matter."""
+    from camjax.evaluation.network import NetworkSpec
+
+    spec = NetworkSpec.from_config(config, 2)
+    try:
+        spec.param_shapes()
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"model {config.model.name!r} rejects model.kwargs "
+            f"{dict(config.model.kwargs)}: {_first_line(e)}"
+        ) from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _normalizations() -> tuple[str, ...] | None:
