@@ -295,6 +295,7 @@ class _Writer:
             "boxes": boxes,
             "boxes_original": orig.astype(np.int32),
             "input_size": np.asarray([s, s], np.int32),
+            "class_names": np.asarray(self.names, dtype=str),
         }
         maps = None
         if self.maps != "none" or self.overlays:

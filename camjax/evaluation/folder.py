@@ -23,15 +23,20 @@ def extract_folder(
     progress: bool = True,
     **kw: Any,
 ) -> dict[str, Any]:
-    """:func:`camjax.bulk.extract_to` with overlays of the top-1 map; the summary also
-    names the output folder (``out``) and the overlay folder."""
+    """:func:`camjax.bulk.extract_to` replacing what ``out_dir`` held (as this function
+    always did), with overlays of the top-1 map; the summary also names the first shard's
+    ``jsonl`` and ``npz`` (all of a run of up to 1,000 images) and the overlay folder."""
     import os
 
     from camjax.bulk import extract_to
 
+    kw.setdefault("overwrite", True)
     summary = extract_to(
         loaded, inputs, out_dir, top_k=top_k, method=method, threshold=threshold,
         batch_size=batch_size, overlays=1 if overlays else 0, progress=progress, **kw,
     )  # fmt: skip
+    first = os.path.join(out_dir, "part-00000")
+    summary["jsonl"] = first + ".jsonl"
+    summary["npz"] = first + ".npz" if os.path.exists(first + ".npz") else None
     summary["overlays"] = os.path.join(out_dir, "overlays") if overlays else None
     return summary
