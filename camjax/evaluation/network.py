@@ -78,9 +78,12 @@ class NetworkSpec:
     def param_shapes(self) -> Any:
         """The variables' shapes and dtypes (``jax.eval_shape``: nothing is computed)."""
         model = self.build()
-        x = jax.ShapeDtypeStruct((1, self.image_size, self.image_size, 3), jnp.float32)
-        return jax.eval_shape(lambda k: model.init(k, jnp.zeros(x.shape), train=False),
-                              jax.random.key(0))  # fmt: skip
+        shape = (1, self.image_size, self.image_size, 3)
+
+        def init():  # the key is made inside the trace: no backend is started
+            return model.init(jax.random.key(0), jnp.zeros(shape, jnp.float32), train=False)
+
+        return jax.eval_shape(init)
 
 
 def build_model(name: str, num_classes: int, kwargs: Mapping[str, Any], dtype: str, **extra):

@@ -180,9 +180,13 @@ def _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_pr
             _check_state_finite(host, done, ckpt.latest_step())  # never save NaN
             ckpt.save(done, host, config)
         if not last and tc.eval_every and done % tc.eval_every == 0:
+            # No collective program may still run while evaluation's host callbacks do:
+            # on CPU both want the device threads (issue #18, item 11).
+            jax.block_until_ready(dstate)
             ev = evaluate(config, None, runner, dstate, info)
             log.report(done, ev, prefix="eval")
     ckpt.close()  # raises if a background save failed
+    jax.block_until_ready(dstate)
     ev = evaluate(config, None, runner, dstate, info)
     log.report(int(result["step"]), ev, prefix="eval")
     log.close()
