@@ -54,24 +54,33 @@ def resize_and_normalise(maps: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 def boxes_at(scoremap: np.ndarray, ts: Sequence[float], multi_contour: bool) -> list[np.ndarray]:
     """Steps 2-3 for one ``scoremap [H, W]`` in [0, 1]: int ``[n_t, 4]`` boxes per threshold."""
+    every, largest = boxes_both(scoremap, ts)
+    return every if multi_contour else largest
+
+
+def boxes_both(scoremap: np.ndarray, ts: Sequence[float]) -> tuple[list, list]:
+    """:func:`boxes_at` with and without ``multi_contour`` from one contour search."""
     import cv2
 
     h, w = scoremap.shape
     image = (np.asarray(scoremap, np.float32) * 255).astype(np.uint8)
     top = int(image.max())
-    out = []
+    every, largest = [], []
     for t in ts:
         _, cut = cv2.threshold(image, int(t * top), 255, cv2.THRESH_BINARY)
         contours = cv2.findContours(cut, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
         if len(contours) == 0:
-            out.append(np.zeros((1, 4), np.int64))
+            every.append(np.zeros((1, 4), np.int64))
+            largest.append(every[-1])
             continue
-        if not multi_contour:
-            contours = [max(contours, key=cv2.contourArea)]
         rects = np.asarray([cv2.boundingRect(c) for c in contours], np.int64)
         x, y, bw, bh = rects.T
-        out.append(np.stack([x, y, np.minimum(x + bw, w - 1), np.minimum(y + bh, h - 1)], -1))
-    return out
+        boxes = np.stack([x, y, np.minimum(x + bw, w - 1), np.minimum(y + bh, h - 1)], -1)
+        # max() keeps the first of equal areas, as the benchmark's max(contours, key=...).
+        best = max(range(len(contours)), key=lambda i: cv2.contourArea(contours[i]))
+        every.append(boxes)
+        largest.append(boxes[best : best + 1])
+    return every, largest
 
 
 def iou64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -99,15 +108,18 @@ class WsolBoxCounts:
         self.hits = np.zeros((len(self.deltas), len(self.ts)), np.int64)
         self.count = 0
 
-    def update(self, scoremaps, gt_boxes, gt_valid, valid) -> None:
+    def update(self, scoremaps, gt_boxes, gt_valid, valid, boxes=None) -> None:
+        """``boxes``: per image, the :func:`boxes_at` lists when already computed."""
         for i in np.flatnonzero(np.asarray(valid, bool)):
             gts = np.asarray(gt_boxes[i])[np.asarray(gt_valid[i], bool)]
             self.count += 1
             if len(gts) == 0:
                 continue  # counted wrong at every threshold
-            best = np.asarray(
-                [iou64(b, gts).max() for b in boxes_at(scoremaps[i], self.ts, self.multi_contour)]
-            )
+            per_t = (
+                boxes[i] if boxes is not None
+                else boxes_at(scoremaps[i], self.ts, self.multi_contour)
+            )  # fmt: skip
+            best = np.asarray([iou64(b, gts).max() for b in per_t])
             for d, delta in enumerate(self.deltas):
                 self.hits[d] += best >= delta
 

@@ -33,8 +33,9 @@ class WsolBox:
         scoremaps = np.zeros((len(gt_maps),) + self.hw, np.float32)
         scoremaps[keep] = wsol.resize_and_normalise(gt_maps[keep], self.hw)
         gt_boxes, gt_valid = inputs.gt(batch)
-        self.v2.update(scoremaps, gt_boxes, gt_valid, keep)
-        self.v1.update(scoremaps, gt_boxes, gt_valid, keep)
+        both = {i: wsol.boxes_both(scoremaps[i], self.v2.ts) for i in np.flatnonzero(keep)}
+        self.v2.update(scoremaps, gt_boxes, gt_valid, keep, {i: b[0] for i, b in both.items()})
+        self.v1.update(scoremaps, gt_boxes, gt_valid, keep, {i: b[1] for i, b in both.items()})
 
     def merge(self, other: WsolBox) -> None:
         self.v2.merge(other.v2)
