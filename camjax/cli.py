@@ -66,6 +66,8 @@ def _extract_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="a text file of image paths, one per line (relative to the file); repeatable",
     )
+    p.add_argument("--tfds", metavar="NAME:SPLIT", help="a TFDS data set split as the input")
+    p.add_argument("--data-dir", help="TFDS data folder for --tfds (default: TFDS's own)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", choices=_choices("models"), help="pretrained network by name")
     src.add_argument("--workdir", help="training workdir whose latest checkpoint to use")
@@ -146,8 +148,8 @@ def run_extract(args: argparse.Namespace) -> int:
     from camjax.bulk.inputs import list_inputs
     from camjax.bulk.run import extract_to
 
-    if not args.inputs and not args.from_list:
-        raise ValueError("no inputs: name files, folders or globs, or --from-list FILE")
+    if not args.inputs and not args.from_list and not args.tfds:
+        raise ValueError("no inputs: name files, folders or globs, --from-list FILE or --tfds")
     if args.class_ids and args.overlay_top_k > len(args.class_ids):
         args.overlay_top_k = len(args.class_ids)
     elif args.overlay_top_k > args.top_k:
@@ -155,7 +157,11 @@ def run_extract(args: argparse.Namespace) -> int:
     if args.max_megapixels <= 0:
         raise ValueError(f"--max-megapixels must be > 0, got {args.max_megapixels}")
     # Bad paths fail here, before the model is loaded.
-    if not list_inputs(args.inputs, recursive=args.recursive, lists=args.from_list).entries:
+    if args.tfds:
+        from camjax.bulk.tfds_source import parse
+
+        parse(args.tfds)
+    elif not list_inputs(args.inputs, recursive=args.recursive, lists=args.from_list).entries:
         raise FileNotFoundError(f"no image files in {args.inputs + args.from_list}")
     if args.num_processes > 1:
         if not args.coordinator_address:
@@ -186,6 +192,8 @@ def run_extract(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         layer=args.layer,
         class_ids=args.class_ids,
+        tfds=args.tfds,
+        data_dir=args.data_dir,
     )
     state = "complete" if summary["complete"] else "this process's shards done"
     print(f"{summary['num_images']} images -> {args.out} ({state})")

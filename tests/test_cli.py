@@ -151,6 +151,27 @@ def test_extract_reruns_resume_refuse_or_overwrite(workdir, folder, tmp_path, ca
     assert open(os.path.join(out, "part-00000.jsonl")).read() == ""
 
 
+def test_extract_a_tfds_split(workdir, tmp_path):
+    # The fixture's private camjax_shapes build: 4 validation images of 32 x 32, read in
+    # shards of 3 (each shard reads only its slice of the split).
+    wd, _, config = workdir
+    out = str(tmp_path / "out")
+    (variant,) = [
+        n for n in os.listdir(os.path.join(config.data.data_dir, "camjax_shapes")) if n[0] != "."
+    ]
+    spec = f"camjax_shapes/{variant}:validation"  # TFDS NAME/CONFIG:SPLIT
+    rc = cli.main(["extract", "--tfds", spec, "--data-dir", config.data.data_dir,
+                   "--workdir", wd, *_args(out, "--shard-size", "3")])  # fmt: skip
+    assert rc == 0
+    ex = open_extraction(out)
+    recs = list(ex.records())
+    want = [f"tfds:camjax_shapes/{variant}/validation/{i}" for i in range(4)]
+    assert [r["path"] for r in recs] == want
+    assert [r["shard"] for r in recs] == [0, 0, 0, 1] and ex.settings["tfds"]
+    assert all((r["height"], r["width"]) == (SIZE, SIZE) for r in recs)
+    assert cli.main(["extract", "--tfds", "nocolon", "--workdir", wd, "--out", out]) == 2
+
+
 def test_extract_errors_are_clear(tmp_path, capsys):
     # Input problems are reported before any model is loaded.
     args = ["--workdir", str(tmp_path / "absent"), "--out", str(tmp_path / "o"), "--no-progress"]

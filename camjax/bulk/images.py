@@ -157,8 +157,22 @@ def read_image(
     return arr, (int(upright[1]), int(upright[0]))
 
 
+def resize_array(
+    arr: np.ndarray, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`read_image` for an already decoded uint8 ``[h, w, 3]`` image."""
+    h, w = arr.shape[:2]
+    if h * w > max_pixels:
+        raise TooLarge(f"{w}x{h} image above the {max_pixels / 1e6:.0f} MP limit")
+    img = Image.fromarray(np.ascontiguousarray(arr, np.uint8), "RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+    return np.asarray(img, np.uint8), (int(h), int(w))
+
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "resize_array",
     "NORMALIZATIONS",
     "PixelBudget",
     "TooLarge",

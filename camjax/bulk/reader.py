@@ -9,9 +9,10 @@
 A shard's ``part-XXXXX.npz`` holds, for its ``n`` images: ``index [n]`` (position in the
 input list), ``paths [n]``, ``orig_size [n, 2]`` (height, width of the upright original),
 ``class_ids [n, k]``, ``probs [n, k]``, ``boxes [n, k, 4]`` (model-input pixels of the
-``S x S`` input), ``boxes_original [n, k, 4]`` (original pixels), ``input_size [2]``, ``class_names [C]``
-and, unless maps were not kept, ``maps [n, k, h, w]`` in [0, 1] (float16 by default; ``h x
-w`` the feature map's size by default, ``S x S`` with ``maps="input"``).
+``S x S`` input), ``boxes_original [n, k, 4]`` (original pixels), ``input_size [2]``,
+``class_names [C]`` and, unless maps were not kept, ``maps [n, k, h, w]`` in [0, 1]
+(float16 by default; ``h x w`` the feature map's size by default, ``S x S`` with
+``maps="input"``).
 
 Geometry: the whole original was resized to ``S x S`` without cropping, so a stored map
 covers the whole original; :meth:`Extraction.map` resizes it to the original's

@@ -88,6 +88,8 @@ def extract_to(
     devices: list | None = None,
     layer: str | None = None,
     class_ids: Sequence[int] | None = None,
+    tfds: str | None = None,
+    data_dir: str | None = None,
 ) -> dict[str, Any]:
     """Extract every input into ``out_dir``; resume what a killed run left (module doc).
 
@@ -96,9 +98,10 @@ def extract_to(
     ``overlays``: PNGs of the top-``overlays`` maps per image (0: none), at most
     ``overlay_size`` pixels a side per panel. ``layer``: where the maps are taken
     (``camjax.extract``'s ``layer``; default its own). ``class_ids``: maps of these classes
-    for every image instead of the top-k. Returns a summary: ``num_images`` (records
-    written by this call), ``skipped`` (``(path, reason)`` by this call), ``complete``,
-    ``shards_done``, ``out``.
+    for every image instead of the top-k. ``tfds``: ``"NAME:SPLIT"``, a TFDS split as
+    the input instead of files (``data_dir`` its TFDS folder). Returns a summary:
+    ``num_images`` (records written by this call), ``skipped`` (``(path, reason)`` by
+    this call), ``complete``, ``shards_done``, ``out``.
     """
     import jax
     from tqdm import tqdm
@@ -132,8 +135,14 @@ def extract_to(
     if overwrite and pc > 1:
         raise ValueError("--overwrite with several processes: clear --out before starting them")
 
-    listing = list_inputs(list(inputs), recursive=recursive, lists=lists)
-    entries = listing.entries
+    if tfds is not None:
+        from camjax.bulk import tfds_source
+
+        if list(inputs) or list(lists):
+            raise ValueError("give files/folders/lists or --tfds, not both")
+        entries = [(key, None) for key in tfds_source.keys(tfds, data_dir)]
+    else:
+        entries = list_inputs(list(inputs), recursive=recursive, lists=lists).entries
     if not entries:
         raise FileNotFoundError(f"no image files in {list(inputs) + list(lists)}")
     num_shards = math.ceil(len(entries) / shard_size)
@@ -154,6 +163,7 @@ def extract_to(
         "overlays": overlays,
         "num_classes": len(names),
         "camjax_version": _version(),
+        "tfds": tfds,
     }
     manifest = {
         "format": FORMAT,
@@ -166,6 +176,11 @@ def extract_to(
     store = Store(out_dir)
     store.open(manifest, overwrite=overwrite)
     mine = [j for j in range(num_shards) if j % pc == pi and not store.done(j)]
+    if not mine:  # nothing left for this process: no model program to build
+        final = store.finish(num_shards, manifest)
+        return {"num_images": 0, "skipped": [], "out": out_dir, "shards_done": 0,
+                "complete": final is not None,
+                "num_records": final["num_records"] if final else None}  # fmt: skip
 
     from camjax.bulk.devices import make_step
 
@@ -177,23 +192,33 @@ def extract_to(
     threads = threads or min(8, (os.cpu_count() or 2) + 1)
 
     def decode(item):
-        _, _, path, why = item
+        _, _, path, why, arr = item
         if why is not None:
             raise _Listed(why)
+        if arr is not None:  # a TFDS example, decoded already
+            return images_lib.resize_array(arr, s, max_pixels=max_pixels)
         return images_lib.read_image(path, s, max_pixels=max_pixels, budget=budget)
 
-    work = [
-        (j, i, *entries[i])
-        for j in mine
-        for i in range(j * shard_size, min((j + 1) * shard_size, len(entries)))
-    ]
+    def work_items():
+        for j in mine:
+            a, b = j * shard_size, min((j + 1) * shard_size, len(entries))
+            if tfds is None:
+                yield from ((j, i, *entries[i], None) for i in range(a, b))
+            else:
+                arrays = tfds_source.images(tfds, data_dir, a, b)
+                yield from (
+                    (j, i, entries[i][0], None, x) for i, x in zip(range(a, b), arrays, strict=True)
+                )
+
+    work = work_items()
+    total = sum(min((j + 1) * shard_size, len(entries)) - j * shard_size for j in mine)
     shards = {j: _Shard(min((j + 1) * shard_size, len(entries)) - j * shard_size) for j in mine}
     for j in mine:
         store.begin_shard(j)
     summary: dict[str, Any] = {"num_images": 0, "skipped": [], "out": out_dir}
     writer = _Writer(store, loaded, settings, s, k, maps, maps_dtype, overlays, overlay_size,
                      max_pixels)  # fmt: skip
-    bar = tqdm(total=len(work), unit="img", disable=not progress, desc="extract")
+    bar = tqdm(total=total, unit="img", disable=not progress, desc="extract")
     pending = None  # (rows meta, device outputs) of the batch in flight
     rows: list = []
 
@@ -220,7 +245,7 @@ def extract_to(
 
     try:
         window = max(2 * bsz, 2 * threads)
-        for (j, i, path, _), result, err in ordered_map(decode, work, threads=threads,
+        for (j, i, path, *_), result, err in ordered_map(decode, work, threads=threads,
                                                         window=window):  # fmt: skip
             if err is not None:
                 why = (
