@@ -24,7 +24,7 @@ from camjax.methods import METHODS
 from camjax.methods.compute import _apply_kwargs, forward_only, map_fn, output_shape
 from camjax.methods.layer import cut
 from camjax.methods.smoothing import TTA, SmoothGrad
-from camjax.methods.targets import ClassLogit, check_class_ids, logits_of
+from camjax.methods.targets import ClassLogit, ClassProbability, check_class_ids, logits_of
 
 _STATIC = (
     "model",
@@ -43,7 +43,10 @@ _STATIC = (
     "tta",
     "smoothgrad",
     "options",
+    "class_target",
 )
+
+CLASS_TARGETS = {"logit": ClassLogit, "probability": ClassProbability}
 
 MAP_RESOLUTIONS: tuple[str, ...] = ("input", "feature")
 
@@ -80,6 +83,7 @@ def _extract(
     tta: TTA | None,
     smoothgrad: SmoothGrad | None,
     options: tuple[tuple[str, Any], ...],
+    class_target: str,
 ) -> dict[str, jax.Array]:
     m = METHODS[method]
     kw = dict(apply_kwargs)
@@ -108,7 +112,7 @@ def _extract(
         ids = class_ids
         if gt_labels is not None:
             ids = jnp.concatenate([ids, gt_labels.astype(ids.dtype)[:, None]], axis=1)
-        target = ClassLogit(ids)
+        target = CLASS_TARGETS[class_target](ids)
     else:
         scores = target(c.output)
         out["scores"] = jnp.where(finite[:, None], scores.astype(jnp.float32), jnp.nan)
@@ -172,6 +176,7 @@ def extract(
     tta: TTA | None = None,
     smoothgrad: SmoothGrad | None = None,
     options: Mapping[str, Any] | None = None,
+    class_target: str = "logit",
 ) -> dict[str, jax.Array]:
     """Classify ``images`` and localise the top-k classes (or given classes or a target),
     in one jitted call.
@@ -204,6 +209,8 @@ def extract(
         and ``scores [B, N]`` is added. Not with ``class_ids`` or ``gt_labels``.
       eigen, tta, smoothgrad: smoothing (:mod:`camjax.methods.smoothing`).
       options: the method's own keywords, e.g. ``{"chunk_size": 8}`` for Score-CAM.
+      class_target: what a class's map explains: ``"logit"`` (the papers' ``S_c``) or
+        ``"probability"`` (``softmax(S)_c``). Score-CAM always scores by probability.
 
     Returns:
       ``logits [B, C]``, ``class_ids [B, k]`` int32 (descending logit), ``probs [B, k]``
@@ -225,6 +232,10 @@ def extract(
     if upsample_method not in UPSAMPLE_METHODS:
         raise ValueError(
             f"upsample_method must be one of {UPSAMPLE_METHODS}, got {upsample_method!r}"
+        )
+    if class_target not in CLASS_TARGETS:
+        raise ValueError(
+            f"class_target must be one of {tuple(CLASS_TARGETS)}, got {class_target!r}"
         )
     if map_resolution not in MAP_RESOLUTIONS:
         raise ValueError(f"map_resolution must be one of {MAP_RESOLUTIONS}, got {map_resolution!r}")
@@ -298,6 +309,7 @@ def extract(
         tta=tta,
         smoothgrad=smoothgrad,
         options=tuple(sorted((options or {}).items())),
+        class_target=class_target,
     )
 
 

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from numpy_variables import normal, variables
 
 import camjax
 from camjax.methods import ClassLogit, compute_maps
@@ -95,10 +96,8 @@ class ViT(nn.Module):
 @pytest.fixture(scope="module")
 def resnet():
     model = ResNet()
-    v = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)))
     # Non-trivial BN statistics and a non-zero bias (a method that adds it shows up).
-    v = jax.tree.map(lambda a: a, v)
-    v["batch_stats"] = jax.tree.map(lambda s: s + 0.1, v["batch_stats"])
+    v = variables(model, jnp.zeros((1, SIZE, SIZE, 3)))
     v["params"]["fc"]["bias"] = jnp.linspace(-1.0, 1.0, C)
     return model, v
 
@@ -106,12 +105,12 @@ def resnet():
 @pytest.fixture(scope="module")
 def vit():
     model = ViT()
-    return model, model.init(jax.random.key(1), jnp.zeros((1, SIZE, SIZE, 3)))
+    return model, variables(model, jnp.zeros((1, SIZE, SIZE, 3)), seed=1)
 
 
 @pytest.fixture(scope="module")
 def images():
-    return jax.random.normal(jax.random.key(2), (3, SIZE, SIZE, 3))
+    return normal(2, (3, SIZE, SIZE, 3))
 
 
 IDS = jnp.array([[4, 0], [1, 1], [2, 3]])
@@ -182,16 +181,17 @@ def test_vit_gradcam_tokens_match_hand_vjp(vit, images):
         return model.apply(v, t, method=ViT.after)
 
     want = _gradcam_by_hand(a, after, IDS)
+
+    def maps(name, x, ids, reshape=True):  # jitted: the ViT has many small ops
+        fn = lambda x, ids: compute_maps(name, model, v, x, ids, layer="block1", reshape=reshape)  # noqa: E731
+        return np.asarray(jax.jit(fn)(x, ids))
+
     for reshape in (True, (4, 4)):
-        got = compute_maps("gradcam", model, v, images, IDS, layer="block1", reshape=reshape)
+        got = maps("gradcam", images, IDS, reshape)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * want.max())
-    batch = np.asarray(
-        compute_maps("layercam", model, v, images, IDS, layer="block1", reshape=True)
-    )
+    batch = maps("layercam", images, IDS)
     for b in range(3):
-        alone = compute_maps(
-            "layercam", model, v, images[b : b + 1], IDS[b : b + 1], layer="block1", reshape=True
-        )
+        alone = maps("layercam", images[b : b + 1], IDS[b : b + 1])
         np.testing.assert_allclose(batch[b : b + 1], alone, rtol=1e-4, atol=1e-6)
 
 

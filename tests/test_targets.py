@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from numpy_variables import normal, variables
 
 import camjax
 from camjax.methods import ClassProbability, RegionSum, Similarity, compute_maps, per_image
@@ -29,7 +30,7 @@ class Net(nn.Module):
 
 def _model(out=C, seg=False):
     m = Net(out, seg)
-    return m, m.init(jax.random.key(out + seg), jnp.zeros((1, SIZE, SIZE, 3)))
+    return m, variables(m, jnp.zeros((1, SIZE, SIZE, 3)), seed=out + seg)
 
 
 def _features_and_after(model, v, images):
@@ -67,7 +68,7 @@ def _gradcam(a, after, score):
 
 @pytest.fixture(scope="module")
 def images():
-    return jax.random.normal(jax.random.key(3), (3, SIZE, SIZE, 3))
+    return normal(3, (3, SIZE, SIZE, 3))
 
 
 IDS = jnp.array([[0, 3], [2, 2], [1, 0]])
@@ -102,7 +103,7 @@ def test_per_image_function(images):
 
 def test_similarity_to_embeddings(images):
     model, v = _model(out=D)
-    emb = jax.random.normal(jax.random.key(9), (3, 2, D))
+    emb = normal(9, (3, 2, D))
 
     def cos(out):
         num = jnp.einsum("bd,bnd->bn", out, emb)
@@ -127,7 +128,7 @@ def test_region_sum_on_a_segmentation_output(images):
 
 def test_extract_with_a_target(images):
     model, v = _model(out=D)
-    emb = jax.random.normal(jax.random.key(9), (2, D))
+    emb = normal(9, (2, D))
     out = camjax.extract(
         model, v, images, 2, method="gradcam", layer="feat", target=Similarity(emb)
     )
@@ -138,6 +139,16 @@ def test_extract_with_a_target(images):
     full = camjax.cam.normalize(camjax.cam.upsample(raw, SIZE))
     np.testing.assert_allclose(out["maps"], full, atol=1e-5)
     assert out["class_ids"].shape == (3, 2) and out["boxes"].shape == (3, 2, 4)
+    # class_target="probability": the class maps explain softmax(S)_c.
+    prob = camjax.extract(
+        model, v, images, 2, method="gradcam", layer="feat", class_target="probability"
+    )
+    ids = jnp.asarray(prob["class_ids"])
+    raw = compute_maps("gradcam", model, v, images, ClassProbability(ids), layer="feat")
+    full = camjax.cam.normalize(camjax.cam.upsample(raw, SIZE))
+    np.testing.assert_allclose(prob["maps"], full, atol=1e-5)
+    with pytest.raises(ValueError, match="class_target"):
+        camjax.extract(model, v, images, layer="feat", class_target="softmax")
     with pytest.raises(ValueError, match="not both"):
         camjax.extract(model, v, images, layer="feat", target=Similarity(emb), class_ids=[1])
     with pytest.raises(ValueError, match="target must give scores"):
