@@ -5,6 +5,7 @@ of test_train_fakedata.py."""
 
 import os
 import shutil
+import subprocess
 import sys
 
 import jax
@@ -58,6 +59,7 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(flat[0][k], flat[1][k], err_msg=k)
 
 
+@pytest.mark.slow  # several short training runs
 def test_relative_workdir_saves_in_the_background_and_resumes(tmp_path, fake_data, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = fd.config(4)
@@ -103,6 +105,7 @@ def _nan_after(step_count):
     return make
 
 
+@pytest.mark.slow  # several short training runs
 def test_a_nan_state_is_never_saved_and_the_run_resumes(tmp_path, fake_data, monkeypatch):
     config = fd.config(4)
     config.train.checkpoint_every = 1
@@ -206,6 +209,7 @@ def _restore_latest(wd, config, fresh=None):
         ckpt.close()
 
 
+@pytest.mark.slow  # several short training runs
 def test_bit_flips_in_the_newest_checkpoint_fall_back_to_the_previous_one(
     two_checkpoints, tmp_path, capsys
 ):
@@ -235,6 +239,7 @@ def test_bit_flips_in_the_newest_checkpoint_fall_back_to_the_previous_one(
     assert detected >= 1, detected
 
 
+@pytest.mark.slow  # several short training runs
 def test_truncated_file_and_bad_metadata_are_reported_by_step(two_checkpoints, capsys):
     wd, config, arrays = two_checkpoints
     biggest = max(_state_files(wd, 4), key=os.path.getsize)
@@ -255,19 +260,43 @@ def test_truncated_file_and_bad_metadata_are_reported_by_step(two_checkpoints, c
     assert sorted(os.listdir(os.path.join(wd, "checkpoints_corrupt"))) == ["2", "4"]
 
 
-@pytest.mark.parametrize(
-    "key, value",
-    [("seed", 1), ("data.image_size", 24), ("data.shapes.seed", 3),
-     ("data.normalization", "unit"), ("model.dtype", "bfloat16")],
-)  # fmt: skip
-def test_resume_with_another_meaning_is_refused(tmp_path, fake_data, key, value):
+@pytest.mark.slow  # five refused resumes
+def test_resume_with_another_meaning_is_refused(tmp_path, fake_data):
     config = fd.config(2)
     wd = str(tmp_path / "w")
     fresh = _fresh(config)
     ckpt = _checkpointer(wd, config, fresh)
     ckpt.save(2, jax.tree.map(np.asarray, fresh), config)
     ckpt.close()
-    other = fd.config(2)
-    config_lib._set(other, key, value)
-    with pytest.raises(checkpoint.CheckpointMismatchError, match=key.split(".")[-1]):
-        train.train_and_evaluate(other, wd)
+    for key, value in [("seed", 1), ("data.image_size", 24), ("data.shapes.seed", 3),
+                       ("data.normalization", "unit"), ("model.dtype", "bfloat16")]:  # fmt: skip
+        other = fd.config(2)
+        config_lib._set(other, key, value)
+        with pytest.raises(checkpoint.CheckpointMismatchError, match=key.split(".")[-1]):
+            train.train_and_evaluate(other, wd)
+
+
+ENTRY_CASES = [
+    (["--config.train.keep_checkpoints=0"], "train.keep_checkpoints must be an integer >= 1"),
+    (["--config.model.kwargs.x=1"], "rejects model.kwargs"),
+    (["--config.data.normalization=nosuch"], "data.normalization must be one of"),
+]
+
+
+@pytest.mark.slow  # four interpreter start-ups
+def test_entry_points_report_bad_config_in_one_line_with_exit_code_2(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    default = os.path.join(root, "configs", "default.py")
+    wd = str(tmp_path / "w")
+    runs = [([os.path.join(root, "train.py"), "--config", default, "--workdir", wd, *extra], msg)
+            for extra, msg in ENTRY_CASES]  # fmt: skip
+    runs.append(
+        ([os.path.join(root, "train.py"), "--config", "nosuch.py", "--workdir", wd],
+         "config file not found"),
+    )  # fmt: skip
+    for args, message in runs:
+        out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2, out.stderr[-2000:]
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], out.stderr[-2000:]
+    assert not os.path.exists(wd)
