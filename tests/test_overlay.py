@@ -74,3 +74,23 @@ def test_save_png_round_trip(tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(path)), image)
     with pytest.raises(ValueError, match="uint8"):
         save_png(image.astype(np.float32), tmp_path / "y.png")
+
+
+def test_labelled_panels_layout_and_label_band():
+    from camjax.overlay import labelled_panels
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (60, 80, 3), np.uint8)
+    cams = [rng.uniform(0, 1, (7, 7)).astype(np.float32) for _ in range(2)]
+    boxes = np.array([[5, 6, 40, 30], [0, 0, 79, 59]])
+    out = labelled_panels(img, cams, boxes, ["1. cat 0.80", "2. dog 0.10"])
+    band = out.shape[0] - 60
+    assert out.shape == (60 + band, 160, 3) and 12 <= band <= 40
+    for i in range(2):  # each panel is overlay() of its map with its box, under the band
+        want = overlay(img, cams[i], boxes=boxes[i][None], box_width=1)
+        np.testing.assert_array_equal(out[band:, i * 80 : (i + 1) * 80], want)
+    label = out[:band].astype(int)
+    assert (label[..., 0] == label[..., 1]).all() and (label[..., 1] == label[..., 2]).all()
+    bright = label[..., 0] > 200  # white (antialiased) text on a black band
+    assert bright[:, :80].any() and bright[:, 80:].any()
+    assert (label[..., 0] == 0).mean() > 0.5
