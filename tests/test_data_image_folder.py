@@ -300,6 +300,11 @@ def test_errors_name_the_problem(tmp_path):
         (tmp_path / "img" / "cat" / "cat0.png").read_bytes()
     )
     assert "ambiguous" in _error(csv("cat0.png,cat,0,0,3,3\n"))
+    (tmp_path / "img" / "yak").mkdir()  # a class of WebP photos only: TF cannot decode them
+    (tmp_path / "img" / "yak" / "x.webp").write_bytes(b"RIFF")
+    assert "x.webp': training reads .jpg" in _error(_cfg(tmp_path / "img"))
+    os.remove(tmp_path / "img" / "yak" / "x.webp")
+    os.rmdir(tmp_path / "img" / "yak")
     assert "does not exist" in _error(
         _cfg(tmp_path / "img", str(tmp_path / "none.json")), FileNotFoundError
     )

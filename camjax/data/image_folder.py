@@ -47,6 +47,20 @@ from camjax.data import box_files
 from camjax.data.source import Source
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Image files TensorFlow cannot decode: an error, not silently left out of the data set.
+UNREADABLE = (".webp", ".tif", ".tiff", ".heic", ".avif")
+
+
+def _keep(dirpath: str, name: str) -> bool:
+    low = name.lower()
+    if low.endswith(UNREADABLE):
+        raise ValueError(
+            f"{os.path.join(dirpath, name)!r}: training reads {' '.join(EXTENSIONS)} only; "
+            "convert it (e.g. to .png)"
+        )
+    return low.endswith(EXTENSIONS)
+
+
 FLAT_SPLITS = ("train", "validation")
 
 
@@ -60,7 +74,7 @@ def _subdirs(path: str) -> list[str]:
 
 def _has_images(path: str) -> bool:
     return any(
-        n.lower().endswith(EXTENSIONS) and os.path.isfile(os.path.join(path, n))
+        n.lower().endswith(EXTENSIONS + UNREADABLE) and os.path.isfile(os.path.join(path, n))
         for n in os.listdir(path)
     )
 
@@ -70,9 +84,7 @@ def _images(class_dir: str) -> list[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
         dirnames[:] = _visible(dirnames)
-        out += [
-            os.path.join(dirpath, n) for n in _visible(filenames) if n.lower().endswith(EXTENSIONS)
-        ]
+        out += [os.path.join(dirpath, n) for n in _visible(filenames) if _keep(dirpath, n)]
     if not out:
         raise ValueError(f"class folder {class_dir!r} has no images ({' '.join(EXTENSIONS)})")
     return sorted(out)
@@ -137,9 +149,7 @@ def _classes_from_boxes(root: str, anns) -> dict[str, list[str]]:
             f"{root!r} holds images but no class folders: give data.folder.boxes with classes, "
             "or use root/<class>/<image>"
         )
-    paths = sorted(
-        os.path.join(root, n) for n in _visible(os.listdir(root)) if n.lower().endswith(EXTENSIONS)
-    )
+    paths = sorted(os.path.join(root, n) for n in _visible(os.listdir(root)) if _keep(root, n))
     find = _finder(root, paths, [root] * len(paths))
     cls: dict[int, str] = {}
     for a in anns:
