@@ -47,6 +47,23 @@ def trained(tmp_path_factory):
     return str(wd / "w"), str(wd / "tfds"), c, names
 
 
+@pytest.mark.slow
+def test_evaluate_reads_the_config_from_the_checkpoint_and_keeps_each_report(trained):
+    from camjax.evaluation import evaluate
+
+    wd = trained[0]
+    first = evaluate(None, wd, max_examples=8, figures=False, verbose=False)
+    second = evaluate(None, wd, max_examples=8, figures=False, verbose=False)
+    assert first["num_examples"] == second["num_examples"] == 8
+    assert set(first["methods"]["cam"]) == set(trained[2].eval.metrics)
+    kept = sorted(os.listdir(os.path.join(wd, "reports")))
+    assert kept == ["validation-step2", "validation-step2-2"]
+    for d in kept:
+        with open(os.path.join(wd, "reports", d, "report.json")) as f:
+            assert json.load(f)["checkpoint"].endswith("step 2")
+    assert os.path.isfile(os.path.join(wd, "report.md"))
+
+
 # ~25 s on 2 quiet cores: builds the data set, trains 2 steps, evaluates, extracts.
 @pytest.mark.slow
 def test_extraction_needs_neither_the_data_set_nor_the_optimizer(trained, tmp_path):

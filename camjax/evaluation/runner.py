@@ -284,11 +284,32 @@ def evaluate(
     if figures:
         results["figures"] = write_figures(workdir, results, samples, loaded.class_names)
     view = flat_view(results)
+    # Each evaluation keeps its own copy (never overwritten); the workdir's report.* is
+    # the latest one.
+    kept = _unique_dir(os.path.join(workdir, "reports", f"{split}-{_step_name(loaded)}"))
+    write_report(view, kept)
     write_report(view, workdir)
     if verbose:
         print("\n" + format_markdown(view))
-        print(f"report: {os.path.join(workdir, 'report.md')}")
+        print(f"report: {os.path.join(workdir, 'report.md')} (kept in {kept})")
     return results
+
+
+def _step_name(loaded: Any) -> str:
+    tail = str(loaded.checkpoint_name).rsplit(" ", 1)[-1]
+    return f"step{tail}" if tail.isdigit() else "model"
+
+
+def _unique_dir(path: str) -> str:
+    """``path``, or ``path-2``, ``path-3``, ... whichever does not exist yet (created)."""
+    candidate, n = path, 1
+    while True:
+        try:
+            os.makedirs(candidate)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{path}-{n}"
 
 
 def _printer(total: int | None, verbose: bool) -> Callable[[int], None] | None:
