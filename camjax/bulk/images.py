@@ -84,6 +84,10 @@ class PixelBudget:
 
 
 def _orientation(img: Image.Image) -> int:
+    # Pillow's PNG getexif() decodes the whole image to look for an eXIf chunk after the
+    # pixels; only EXIF found in the header is used for PNGs.
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
     try:
         return int(img.getexif().get(0x0112, 1) or 1)
     except Exception:  # broken EXIF: keep the pixels as stored
@@ -116,8 +120,13 @@ def read_image(
     unreadable files.
     """
     with Image.open(path) as img:
-        orient = _orientation(img)
         w0, h0 = img.size
+        if img.format != "JPEG" and w0 * h0 > max_pixels:  # no reduced decode: refuse now
+            raise TooLarge(
+                f"{w0}x{h0} image needs {w0 * h0 / 1e6:.1f} MP decoded, above the "
+                f"{max_pixels / 1e6:.0f} MP limit (--max-megapixels)"
+            )
+        orient = _orientation(img)
         upright = (w0, h0) if orient < 5 else (h0, w0)  # (W, H) as shown
         if size is None:
             want = upright
