@@ -233,6 +233,8 @@ def extract_to(
     def collect(done_batch):
         meta, out = done_batch
         out = step.finish(out, len(meta))
+        if "maps" in out:  # held until the shard is written: keep them as stored
+            out["maps"] = out["maps"].astype(maps_dtype)
         for r, (j, i, path, (_, hw)) in enumerate(meta):
             shards[j].rows.append((i, path, hw, {key: v[r] for key, v in out.items()}))
             _maybe_commit(j)
