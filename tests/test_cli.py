@@ -229,6 +229,8 @@ print("RC", rc, "TENSORFLOW", "tensorflow" in sys.modules)
 """
 
 
+# A fresh interpreter loading and compiling EfficientNet-Lite0: ~25 s on 2 quiet cores.
+@pytest.mark.slow
 def test_extract_pretrained_efficientnet_on_real_photos_without_tensorflow(tmp_path):
     # Two ImageNet validation photos from the foolbox wheel (label in the file name), in
     # a fresh interpreter: the file path must not import TensorFlow.
