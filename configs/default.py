@@ -90,6 +90,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.optimizer.lr_decay_every = 0  # step schedule: multiply by lr_decay_factor every N
     c.optimizer.lr_decay_factor = 0.1
     c.optimizer.warmup_steps = 30  # cosine schedule only
+    c.optimizer.bias_lr_multiplier = 1.0  # the released Caffe solvers: 2 (lr_mult 1 / 2)
+    c.optimizer.lr_multipliers = ""  # "path/prefix=mult,...", e.g. "backbone/layer4_0=10"
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 128
@@ -98,8 +100,21 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.max_batches = 0  # 0: the whole split
     # Metric names (camjax.evaluation.metrics) for evaluate.py, and the cheaper subset
     # that training's periodic evaluation computes (with classification accuracy).
-    c.eval.metrics = ("loc_error", "heuristic", "gt_known", "max_box_acc", "max_box_acc_v2", "pxap")
+    # paper_loc: the paper's localization errors (maps divided by their max, 20% cut);
+    # released_loc / wsol_box: the released code's and Choe et al.'s exact protocols
+    # (host-side, slower); loc_error / heuristic: camjax's min-max rule.
+    c.eval.metrics = ("paper_loc", "max_box_acc", "max_box_acc_v2", "pxap")
     c.eval.train_metrics = ("max_box_acc_v2",)
+    c.eval.blacklist = ""  # devkit blacklist file (validation image numbers); "" = none
+    c.eval.ten_crop = False  # the released ten-crop testing (256x256 resize, 10 crops)
+    c.eval.released_jpeg_quality = 0  # 0: no JPEG round trip of the released heatmaps
+    # Faithfulness metrics (average_drop, insertion_deletion, road): which class's map is
+    # perturbed ("top1" predicted or "gt"), insertion/deletion steps, ROAD's settings.
+    c.eval.faithfulness_class = "top1"
+    c.eval.faithfulness_steps = 8
+    c.eval.road_fractions = (0.2, 0.4, 0.6, 0.8)
+    c.eval.road_noise = 0.01
+    c.eval.road_seed = 0
 
     c.parallel = "pmap"  # pmap | shard_map
     c.distributed = ml_collections.ConfigDict()
