@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from camjax.evaluation.report import METHOD_NAMES, atomic_write
+from camjax.evaluation.report import atomic_write, display_name
 
 DPI = 100
 PRED_COLOUR = "#00e000"  # predicted box: green
@@ -171,7 +171,7 @@ def curve_figure(
         ax.set_ylim(0, 100)
         ax.set_xlabel("CAM threshold (fraction of max)")
         ax.set_ylabel("box accuracy (%)")
-        ax.set_title(METHOD_NAMES.get(m, m), fontsize=10)
+        ax.set_title(display_name(m), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
     fig.suptitle("box accuracy vs CAM threshold (any component's box, as MaxBoxAccV2)", fontsize=9)

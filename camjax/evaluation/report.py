@@ -19,18 +19,18 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-# Display names, in the order the rows appear; unknown methods follow, title-cased.
-METHOD_NAMES: dict[str, str] = {
-    "cam": "CAM",
-    "gradcam": "Grad-CAM",
-    "gradcampp": "Grad-CAM++",
-    "hirescam": "HiResCAM",
-    "xgradcam": "XGrad-CAM",
-    "scorecam": "Score-CAM",
-    "layercam": "LayerCAM",
-    "backprop": "Backprop",
-    "centre": "Centre baseline",
-}
+CENTRE_NAME = "Centre baseline"
+
+
+def display_name(method: str) -> str:
+    """A method's name in the report: the registry's ``Method.display``
+    (:mod:`camjax.methods`), the centre baseline's, or the key title-cased."""
+    from camjax.methods import METHODS
+
+    if method == "centre":
+        return CENTRE_NAME
+    return METHODS[method].display if method in METHODS else method.title()
+
 
 # The paper's Table 2 (ILSVRC 2014 validation, localization error top-1 / top-5, %),
 # quoted so a reader can place their numbers (Zhou et al., CVPR 2016).
@@ -62,9 +62,11 @@ def atomic_write(path: str, data: str | bytes) -> None:
 
 
 def method_order(methods: Mapping[str, Any]) -> list[str]:
-    """Known methods in :data:`METHOD_NAMES` order, then the rest, centre always last."""
-    known = [m for m in METHOD_NAMES if m in methods and m != "centre"]
-    rest = sorted(m for m in methods if m not in METHOD_NAMES)
+    """Registered methods in registration order, then the rest, centre always last."""
+    from camjax.methods import METHODS
+
+    known = [m for m in METHODS if m in methods]
+    rest = sorted(m for m in methods if m not in METHODS and m != "centre")
     tail = ["centre"] if "centre" in methods else []
     return known + rest + tail
 
@@ -78,7 +80,7 @@ def _fmt(value: Any) -> str:
 def _row_name(method: str, model: str) -> str:
     if method == "centre":
         return "Centre baseline (centred Gaussian map, no network)"
-    return f"{METHOD_NAMES.get(method, method.title())} on {model}"
+    return f"{display_name(method)} on {model}"
 
 
 # What the metrics outside camjax.protocols read: extract's default maps.

@@ -7,17 +7,16 @@ at any layer (:mod:`camjax.methods.layer`), for class ids or any target
 The import order below is the report's row order.
 """
 
-# isort: off  (each file registers its method; this order is the registry's order)
-from camjax.methods import (
-    backprop,  # noqa: F401
-    cam,  # noqa: F401
-    gradcam,  # noqa: F401
-    gradcampp,  # noqa: F401
-    hirescam,  # noqa: F401
-    layercam,  # noqa: F401
-    scorecam,  # noqa: F401
-    xgradcam,  # noqa: F401
-)
+# Each file registers its method; this order is the registry's (and the report's) order.
+# isort: off
+from camjax.methods import cam  # noqa: F401
+from camjax.methods import gradcam  # noqa: F401
+from camjax.methods import gradcampp  # noqa: F401
+from camjax.methods import hirescam  # noqa: F401
+from camjax.methods import xgradcam  # noqa: F401
+from camjax.methods import scorecam  # noqa: F401
+from camjax.methods import layercam  # noqa: F401
+from camjax.methods import backprop  # noqa: F401
 
 # isort: on
 from camjax.methods.compute import compute_maps, output_shape
