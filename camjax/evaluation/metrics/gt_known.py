@@ -50,7 +50,7 @@ SPEC = register(
         columns=(("gt_known_loc", "GT-known loc"),),
         needs=frozenset({"boxes"}),
         description=(
-            "GT-known: box of the ground-truth class's map at 20%, IoU >= 0.5 (Choe et al. 2020)."
+            "GT-known: box of the ground-truth class's min-max normalised map at 20%, IoU >= 0.5."
         ),
     )
 )

@@ -74,8 +74,9 @@ SPEC = register(
         ),
         needs=frozenset({"boxes"}),
         description=(
-            "Heuristic: the paper's test-set variant (tight and loose boxes from the top-1 "
-            "and top-2 maps, a loose box from the top-3 map; Zhou et al. 2016, Sec. 3.1)."
+            "Heuristic: camjax's reading of the paper's test-set variant (tight 50% and loose "
+            "20% boxes from the top-1 and top-2 maps, a loose box from the top-3 map); the "
+            "released code's order and boxes are released_loc."
         ),
     )
 )

@@ -7,8 +7,11 @@ from typing import Any
 
 import numpy as np
 
-TABLE_LOC = "Localization error (layout of Zhou et al. 2016, Table 2)"
-TABLE_WSOL = "WSOL accuracy (protocol of Choe et al. 2020)"
+# camjax's own fast rules (min-max normalised maps, float cuts, on device); the exact
+# protocols of the paper, the released code and the WSOL benchmark are paper_loc,
+# released_loc and wsol_box (camjax.protocols).
+TABLE_LOC = "Localization error, camjax's min-max rule (layout of Zhou et al. 2016, Table 2)"
+TABLE_WSOL = "WSOL accuracy, camjax's on-device rule (metrics of Choe et al. 2020)"
 IOU_LOC = 0.5  # the paper's (and ILSVRC's) localization criterion
 
 

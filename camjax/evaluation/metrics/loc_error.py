@@ -57,9 +57,10 @@ SPEC = register(
         columns=(("loc_top1_error", "top-1 loc. error"), ("loc_top5_error", "top-5 loc. error")),
         needs=frozenset({"boxes"}),
         description=(
-            "A box per top-5 predicted class (20% of the map's max, largest connected "
-            "component); right when the class is right and IoU >= 0.5 with any ground-truth "
-            "box (Zhou et al. 2016, Table 2)."
+            "A box per top-5 predicted class (20% of the min-max normalised map, i.e. "
+            "min + 0.2 (max - min) of the raw map, largest connected component); right when "
+            "the class is right and IoU >= 0.5 with any ground-truth box. The paper's rule "
+            "(20% of the raw max) is paper_loc."
         ),
     )
 )

@@ -40,8 +40,8 @@ SPEC = register(
         columns=(("max_box_acc", "MaxBoxAcc"),),
         needs=frozenset({"boxes"}),
         description=(
-            "MaxBoxAcc: best accuracy over CAM thresholds at IoU 0.5, largest component "
-            "(Choe et al. 2020)."
+            "MaxBoxAcc: best accuracy over CAM thresholds at IoU 0.5, largest component by "
+            "pixel count, float cut (the benchmark's exact rule: wsol_box)."
         ),
     )
 )

@@ -56,7 +56,8 @@ SPEC = register(
         needs=frozenset({"boxes"}),
         description=(
             "MaxBoxAccV2: mean over IoU 0.3/0.5/0.7 of the best accuracy over CAM "
-            "thresholds, any component's box counts (Choe et al. 2020)."
+            "thresholds, any component's box counts; float cut, exact pixel extents (the "
+            "benchmark's uint8 rule and contour boxes: wsol_box)."
         ),
     )
 )
