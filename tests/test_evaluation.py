@@ -8,7 +8,6 @@ from PIL import Image
 
 from camjax.evaluation import evaluate_stream
 from camjax.evaluation.figures import write_figures
-from camjax.evaluation.runner import flat_view
 
 S = 16  # image side
 # Ground-truth boxes: image 0 top-left corner, image 1 the exact centre, image 2 bottom-right.
@@ -96,7 +95,7 @@ def evaluated():
         [b for b, _ in stream], predict, methods=("cam",), has_masks=True
     )
     assert calls == ["cam", "cam"]  # the centre baseline needs no network call
-    return flat_view(results), samples
+    return results, samples
 
 
 def test_classification_and_paper_localization_errors(evaluated):
@@ -107,11 +106,12 @@ def test_classification_and_paper_localization_errors(evaluated):
     assert r["classification"]["top1_error"] == pytest.approx(third)
     assert r["classification"]["top5_error"] == pytest.approx(0.0)
     cam = r["methods"]["cam"]
-    assert cam["loc_top1_error"] == pytest.approx(third)  # top-1 loc is exactly 2/3
-    assert cam["loc_top5_error"] == pytest.approx(0.0)
-    assert cam["heuristic_top1_error"] == pytest.approx(third)
-    assert cam["heuristic_top5_error"] == pytest.approx(third)  # rank 4 is out of its reach
-    assert cam["gt_known_loc"] == pytest.approx(2 * third)  # image 2's GT map is off
+    assert cam["loc_error"]["loc_top1_error"] == pytest.approx(third)  # top-1 loc: 2/3
+    assert cam["loc_error"]["loc_top5_error"] == pytest.approx(0.0)
+    assert cam["heuristic"]["heuristic_top1_error"] == pytest.approx(third)
+    # Rank 4 is out of the heuristic's reach.
+    assert cam["heuristic"]["heuristic_top5_error"] == pytest.approx(third)
+    assert cam["gt_known"]["gt_known_loc"] == pytest.approx(2 * third)  # image 2's GT map
 
 
 def test_max_box_acc_and_pxap(evaluated):
@@ -119,16 +119,17 @@ def test_max_box_acc_and_pxap(evaluated):
     third = 100 / 3
     # Block maps give the block's box at every CAM threshold in (0, 1]: images 0 and 1
     # at IoU 1, image 2 at IoU 0 -> 2/3 at every IoU threshold.
-    assert cam["max_box_acc"] == pytest.approx(2 * third)
-    assert cam["max_box_acc_v2"] == pytest.approx(2 * third)
+    assert cam["max_box_acc"]["max_box_acc"] == pytest.approx(2 * third)
+    v2 = cam["max_box_acc_v2"]
+    assert v2["max_box_acc_v2"] == pytest.approx(2 * third)
     for key in ("30", "50", "70"):
-        assert cam["max_box_acc_v2_per_iou"][key] == pytest.approx(2 * third)
+        assert v2["max_box_acc_v2_per_iou"][key] == pytest.approx(2 * third)
     # At t = 0 every pixel is kept: the whole-image box (IoU 16/256 < 0.3) misses.
-    assert cam["curve"]["box_acc"]["30"][0] == pytest.approx(0.0)
+    assert v2["curve"]["box_acc"]["30"][0] == pytest.approx(0.0)
     # PxAP: for any tau in (0, 1] the positives are the three blocks: TP 32 (images 0, 1),
     # FP 16 (image 2), so P = R = 2/3; at tau = 0 all 768 pixels: P = 48/768, R = 1.
     # PxAP = 100 * (2/3 * 2/3 + 1/16 * 1/3) = 46.5277...
-    assert cam["pxap"] == pytest.approx(100 * (4 / 9 + 1 / 48), abs=1e-3)
+    assert cam["pxap"]["pxap"] == pytest.approx(100 * (4 / 9 + 1 / 48), abs=1e-3)
 
 
 def test_centre_baseline(evaluated):
@@ -137,12 +138,12 @@ def test_centre_baseline(evaluated):
     # Only image 1's box is centred; the centred box [6, 6, 9, 9] is reached at CAM
     # thresholds in (0.82, 0.92) (disc r^2 in [2.5, 6.5) px^2 with sigma = 4 px), so
     # the best centred box over all scales is right for image 1 alone.
-    assert centre["max_box_acc"] == pytest.approx(third)
+    assert centre["max_box_acc"]["max_box_acc"] == pytest.approx(third)
     for key in ("30", "50", "70"):
-        assert centre["max_box_acc_v2_per_iou"][key] == pytest.approx(third)
+        assert centre["max_box_acc_v2"]["max_box_acc_v2_per_iou"][key] == pytest.approx(third)
     # At the paper's 20% the centred box spans ~0.9 of the side: wrong for all three.
-    assert centre["gt_known_loc"] == pytest.approx(0.0)
-    assert centre["loc_top1_error"] == pytest.approx(100.0)
+    assert centre["gt_known"]["gt_known_loc"] == pytest.approx(0.0)
+    assert centre["loc_error"]["loc_top1_error"] == pytest.approx(100.0)
 
 
 def test_figures_from_the_stream(evaluated, tmp_path):

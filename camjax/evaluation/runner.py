@@ -198,22 +198,6 @@ def _merge_processes(counts, state):
     return counts, merged
 
 
-def flat_view(results: Mapping[str, Any]) -> dict[str, Any]:
-    """``results`` with each method's metric results also merged into one flat dict.
-
-    The per-metric layout is ``methods[m][metric][key]``; report.py reads
-    ``methods[m][key]`` until it is generic over ``MetricSpec.columns``.
-    """
-    methods = {}
-    for m, per in results["methods"].items():
-        flat: dict[str, Any] = {}
-        for r in per.values():
-            if isinstance(r, Mapping):
-                flat.update(r)
-        methods[m] = {**per, **flat}  # a metric named like its key: the flat value wins
-    return {**results, "methods": methods}
-
-
 def evaluate(
     config: Any,
     workdir: str,
@@ -283,14 +267,13 @@ def evaluate(
         return results
     if figures:
         results["figures"] = write_figures(workdir, results, samples, loaded.class_names)
-    view = flat_view(results)
     # Each evaluation keeps its own copy (never overwritten); the workdir's report.* is
     # the latest one.
     kept = _unique_dir(os.path.join(workdir, "reports", f"{split}-{_step_name(loaded)}"))
-    write_report(view, kept)
-    write_report(view, workdir)
+    write_report(results, kept)
+    write_report(results, workdir)
     if verbose:
-        print("\n" + format_markdown(view))
+        print("\n" + format_markdown(results))
         print(f"report: {os.path.join(workdir, 'report.md')} (kept in {kept})")
     return results
 
