@@ -41,11 +41,16 @@ def test_demo_small_end_to_end(tmp_path):
     report = json.loads((wd / "report.json").read_text())
     assert report["num_examples"] == 16
     assert set(report["methods"]) == {"cam", "backprop", "centre"}
+    from camjax.demo import DEMO_METRICS
+
     for m in report["methods"].values():
-        assert 0.0 <= m["max_box_acc_v2"] <= 100.0
-        assert m["pxap"] is not None  # the embedded data set has masks
+        assert set(m) == set(DEMO_METRICS)  # every metric the demo asks for is reported
+        assert 0.0 <= m["max_box_acc_v2"]["max_box_acc_v2"] <= 100.0
+        assert m["pxap"]["pxap"] is not None  # the embedded data set has masks
     md = (wd / "report.md").read_text()
     assert "| CAM on tiny_gap |" in md and "| Backprop on tiny_gap |" in md
+    for protocol in ("`paper`", "`released`", "`wsol`"):  # the protocols are named
+        assert protocol in md
     pngs = [wd / n for n in ("examples_cam.png", "top5_cam.png", "box_accuracy_curve.png")] + [
         wd / "extract" / "top5_photo.png"
     ]
@@ -53,6 +58,6 @@ def test_demo_small_end_to_end(tmp_path):
         with Image.open(png) as im:
             assert np.asarray(im.convert("L")).std() > 10
         assert str(png) in printed  # the demo says where everything is
-    lines = (wd / "extract" / "predictions.jsonl").read_text().splitlines()
+    lines = (wd / "extract" / "part-00000.jsonl").read_text().splitlines()
     assert len(lines) == 1
-    assert len(os.listdir(wd / "extract" / "overlays")) == 1
+    assert len(os.listdir(wd / "extract" / "overlays" / "part-00000")) == 1

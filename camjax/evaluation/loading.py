@@ -65,6 +65,15 @@ class Loaded:
                     return
             yield batch
 
+    def score_fn(self) -> Callable[[np.ndarray], np.ndarray]:
+        """``images [B, H, W, 3] -> softmax probabilities [B, C]`` (numpy in, numpy out;
+        jitted): what the faithfulness metrics re-run on perturbed images."""
+        import jax
+
+        model, variables = self.model, self.variables
+        probs = jax.jit(lambda x: jax.nn.softmax(model.apply(variables, x, train=False)[0]))
+        return lambda images: np.asarray(probs(np.asarray(images, np.float32)))
+
     def predictor(
         self,
         top_k: int = 5,

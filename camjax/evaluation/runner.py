@@ -252,6 +252,7 @@ def evaluate(
         has_masks=bool(info.has_masks),
         cam_thresholds=default_cam_thresholds(1.0 / int(config.eval.cam_threshold_steps)),
         options=config.eval.to_dict(),
+        score_fn=loaded.score_fn(),
         progress=_printer(info.num_examples.get(split), verbose),
     )
     results.update(
