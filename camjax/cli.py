@@ -21,8 +21,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from camjax.bulk.images import DEFAULT_MAX_PIXELS
 from camjax.bulk.run import MAP_MODES
+from camjax.files.images import DEFAULT_MAX_PIXELS
 
 
 def _choices(registry: str) -> list[str]:
@@ -145,8 +145,8 @@ def _load(args: argparse.Namespace):
 
 def run_extract(args: argparse.Namespace) -> int:
     """The ``extract`` subcommand; returns the process exit code."""
-    from camjax.bulk.inputs import list_inputs
     from camjax.bulk.run import extract_to
+    from camjax.files.inputs import list_inputs
 
     if not args.inputs and not args.from_list and not args.tfds:
         raise ValueError("no inputs: name files, folders or globs, --from-list FILE or --tfds")

@@ -45,7 +45,7 @@ def test_given_classes_and_layer_reach_camjax_extract(tmp_path):
     for r in recs:
         assert [c["class_id"] for c in r["top_k"]] == [7, 3]
     # The stored maps are camjax.extract's maps of those classes at feature resolution.
-    from camjax.bulk.images import normalize, read_image
+    from camjax.files.images import normalize, read_image
 
     x = np.stack([normalize(read_image(str(p), helper.SIZE)[0], "unit") for p in a["paths"]])
     want = extract(loaded.model, loaded.variables, x, class_ids=np.asarray([7, 3]),

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camjax.bulk import images as images_lib
-from camjax.bulk.inputs import list_inputs
-from camjax.bulk.prefetch import ordered_map
 from camjax.bulk.reader import read_skipped
 from camjax.bulk.store import OutputMismatch, Store, escape_tsv, format_skipped, unescape_tsv
+from camjax.files import images as images_lib
+from camjax.files.inputs import list_inputs
+from camjax.files.prefetch import ordered_map
 
 
 def _png(path, h=6, w=8, value=0):
@@ -146,7 +146,7 @@ def test_huge_png_refused_without_decoding_and_jpeg_decoded_small(tmp_path):
     assert os.path.getsize(tmp_path / "huge.png") < 300_000
     code = (
         "import resource, sys\n"
-        "from camjax.bulk.images import read_image, TooLarge\n"
+        "from camjax.files.images import read_image, TooLarge\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "try:\n    read_image(sys.argv[1], 224)\nexcept TooLarge as e:\n    print('REFUSED', e)\n"
         "print('MB', (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n"

@@ -1,8 +1,8 @@
 """Extraction of many images into a resumable, sharded output folder (``camjax extract``).
 
-Pipeline: inputs listed in a fixed order (:mod:`camjax.bulk.inputs`); files decoded and
-resized in threads with bounded read-ahead (:mod:`camjax.bulk.images`,
-:mod:`camjax.bulk.prefetch`); batches run on every local device
+Pipeline: inputs listed in a fixed order (:mod:`camjax.files.inputs`); files decoded and
+resized in threads with bounded read-ahead (:mod:`camjax.files.images`,
+:mod:`camjax.files.prefetch`); batches run on every local device
 (:mod:`camjax.bulk.devices`), the next batch dispatched before the last one is written;
 records written shard by shard, each shard atomically (:mod:`camjax.bulk.store`). With
 several processes, process ``p`` of ``P`` does shards ``j`` with ``j % P == p``. No
@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from camjax.bulk import images as images_lib
-from camjax.bulk.inputs import list_inputs
-from camjax.bulk.prefetch import ordered_map
 from camjax.bulk.store import FORMAT, Store, atomic_write, inputs_fingerprint, shard_name
 from camjax.evaluation.geometry import rescale_boxes
+from camjax.files import images as images_lib
+from camjax.files.inputs import list_inputs
+from camjax.files.prefetch import ordered_map
 
 MAP_MODES = ("feature", "input", "none")
 RESIZE = "whole image to SxS (aspect not kept), bilinear, antialiased when downscaling"

@@ -1,9 +1,9 @@
 """Batches from a user's own image files (``camjax.data.folder_iterator``).
 
 Reading, resizing and normalisation are those of the extraction path
-(:mod:`camjax.bulk.images`: EXIF orientation, alpha dropped, any Pillow mode to RGB,
+(:mod:`camjax.files.images`: EXIF orientation, alpha dropped, any Pillow mode to RGB,
 whole image to ``image_size`` squared, bilinear, antialiased when downscaling, JPEG
-decoded downscaled, a pixel limit); listing is :func:`camjax.bulk.inputs.list_inputs`.
+decoded downscaled, a pixel limit); listing is :func:`camjax.files.inputs.list_inputs`.
 Unreadable inputs are skipped and logged; ``FolderIterator.skipped`` lists them with the
 reason after (or during) the pass. Read-ahead is bounded (two batches).
 """
@@ -16,9 +16,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from camjax.bulk import images as images_lib
-from camjax.bulk.inputs import IMAGE_EXTENSIONS, list_inputs
-from camjax.bulk.prefetch import ordered_map
+from camjax.files import images as images_lib
+from camjax.files.inputs import IMAGE_EXTENSIONS, list_inputs
+from camjax.files.prefetch import ordered_map
 
 
 def list_images(paths_or_glob: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
