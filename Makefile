@@ -4,7 +4,7 @@ PIP = $(PYTHON) -m pip install -q --disable-pip-version-check
 .PHONY: install demo test lint bench
 
 install:
-	$(PIP) -e ".[test]"
+	$(PIP) -e ".[test,demo,train]"
 
 # The main job: train the default config on the embedded data set, evaluate, extract.
 demo: install

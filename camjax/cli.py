@@ -1,4 +1,6 @@
-"""The camjax command line. camjax extract: CAMs, classes and boxes for many images.
+"""The camjax command line: camjax train | evaluate | extract | demo (each with --help).
+
+camjax extract: CAMs, classes and boxes for many images.
 
     camjax extract photos/ --model efficientnet_lite0_gap --out cams/ --overlays
     camjax extract 'shots/**/*.png' --workdir runs/default --out cams/
@@ -18,7 +20,9 @@ underscores (--batch_size). The same command runs as python -m camjax.extract.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from camjax.bulk.run import MAP_MODES
@@ -122,11 +126,138 @@ def _extract_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="camjax", description="Class Activation Mapping in JAX")
+TRAIN_HELP = """Train a CAM network, resuming from the newest intact checkpoint in --workdir.
+
+    camjax train --config default --workdir runs/default
+    camjax train --config configs/vgg16_gap_cub.py --workdir runs/cub \\
+        --config.train.batch_size=128 --config.init_from=vgg16-397923af.pth
+
+--config is a config file or the name of a packaged one:
+%s.
+Overrides --config.KEY=VALUE take Python literals, else strings. Progress lines go to
+stdout, TensorBoard events to WORKDIR/tensorboard (tensorboard --logdir WORKDIR).
+"""
+
+EVALUATE_HELP = """Evaluate a trained network: the paper's tables and figures into --workdir.
+
+    camjax evaluate --workdir runs/default --methods cam,backprop --split validation
+
+Without --config the config saved in the checkpoint is used. Each evaluation keeps its
+report under WORKDIR/reports/; WORKDIR/report.md and report.json are the latest.
+"""
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from camjax.train.config import config_names
+
+    p = sub.add_parser(
+        "train",
+        help="train a CAM network (resumes from --workdir's checkpoints)",
+        description=TRAIN_HELP % textwrap.fill(", ".join(config_names()), 88),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE|NAME", help="config file or packaged name (required)")
+    p.add_argument("--workdir", required=True, help="checkpoints, TensorBoard events, reports")
+    p.add_argument("--verbose", action="store_true", help="also Orbax's and absl's INFO logs")
+
+
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained checkpoint: tables and figures",
+        description=EVALUATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--workdir", required=True, help="training workdir; reports go here too")
+    p.add_argument("--config", metavar="FILE|NAME", help="default: the checkpoint's config")
+    p.add_argument("--checkpoint", help="a checkpoint step folder (default: the newest intact)")
+    p.add_argument("--split", default="validation", choices=("validation", "test"))
+    p.add_argument(
+        "--methods",
+        default="cam,backprop",
+        help="comma-separated map methods, of: " + ", ".join(_choices("methods")),
+    )
+    p.add_argument("--batch-size", type=_positive, help="default: config eval.batch_size")
+    p.add_argument("--max-examples", type=_positive, help="only the first N examples")
+    p.add_argument("--verbose", action="store_true", help="also Orbax's and absl's INFO logs")
+
+
+def build_parser(prog: str = "camjax") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Class Activation Mapping in JAX")
     sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _evaluate_parser(sub)
     _extract_parser(sub)
+    sub.add_parser(
+        "demo",
+        help="train, evaluate and extract on a plain CPU in minutes (camjax demo --help)",
+        add_help=False,
+    )
     return parser
+
+
+def quiet_logging(verbose: bool = False) -> None:
+    """Orbax logs every save and restore at INFO through absl: WARNING and up only, unless
+    ``verbose``. Called by the entry points (never at import)."""
+    import logging
+
+    from absl import logging as absl_logging
+
+    level = logging.INFO if verbose else logging.WARNING
+    absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
+    for name in ("absl", "orbax", "jax._src.xla_bridge"):
+        logging.getLogger(name).setLevel(level)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """The ``train`` subcommand (also ``python train.py``)."""
+    from camjax.train.config import config_names, load_checked
+
+    if args.config is None:
+        raise ValueError(
+            "--config is required: a file or a packaged name (" + ", ".join(config_names()) + ")"
+        )
+    config = load_checked(args.config, args.overrides)
+    quiet_logging(args.verbose)
+    from camjax import train
+
+    try:
+        result = train.train_and_evaluate(config, os.path.abspath(args.workdir))
+    except (train.NonFiniteLossError, train.CheckpointSaveError) as e:
+        print(f"{args.prog}: error: {e}", file=sys.stderr, flush=True)
+        return 1
+    values = [f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()]
+    print("final: " + "  ".join(values), flush=True)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """The ``evaluate`` subcommand (also ``python evaluate.py``)."""
+    from camjax.train.config import load_checked
+
+    methods = tuple(m for m in args.methods.split(",") if m)
+    unknown = sorted(set(methods) - set(_choices("methods")))
+    if unknown or not methods:
+        raise ValueError(
+            f"unknown --methods {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(_choices('methods'))}"
+        )
+    if args.config is None and args.overrides:
+        raise ValueError("--config.* overrides need --config")
+    config = load_checked(args.config, args.overrides) if args.config else None
+    quiet_logging(args.verbose)
+    from camjax.evaluation import evaluate
+
+    evaluate(
+        config,
+        os.path.abspath(args.workdir),
+        checkpoint=args.checkpoint,
+        split=args.split,
+        methods=methods,
+        batch_size=args.batch_size,
+        max_examples=args.max_examples,
+    )
+    return 0
 
 
 def _load(args: argparse.Namespace):
@@ -206,7 +337,7 @@ def run_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"extract": run_extract}
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "extract": run_extract}
 
 
 def _dash_style(argv: Sequence[str]) -> list[str]:
@@ -222,16 +353,35 @@ def _dash_style(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``camjax`` console script."""
-    argv = sys.argv[1:] if argv is None else argv
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Entry point of the ``camjax`` console script (and of train.py / evaluate.py, which
+    pass ``prog``); user errors print one line and return 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        from camjax.demo import main as demo_main
+
+        return demo_main(argv[1:])
+    path, overrides = None, {}
+    if argv[:1] in (["train"], ["evaluate"]):
+        from camjax.train.config import split_argv
+
+        try:
+            path, overrides, rest = split_argv(argv[1:])
+        except ValueError as e:
+            print(f"{prog or 'camjax ' + argv[0]}: error: {e}", file=sys.stderr)
+            return 2
+        argv = [argv[0], *rest]
     args = build_parser().parse_args(_dash_style(argv))
+    if args.command in ("train", "evaluate"):
+        args.config, args.overrides = path, overrides
+    args.prog = prog or f"camjax {args.command}"
     from camjax.bulk.store import OutputMismatch
 
     try:
         return COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError, OutputMismatch) as e:
-        print(f"camjax {args.command}: error: {e}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, KeyError, SyntaxError, OutputMismatch) as e:
+        text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"{args.prog}: error: {text}", file=sys.stderr, flush=True)
         return 2
 
 

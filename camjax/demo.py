@@ -23,8 +23,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 # The demo's report shows every protocol and the cheaper faithfulness metrics: the
 # paper's rule, the released code's, camjax's min-max rule, the WSOL benchmark's exact
 # rule beside camjax's on-device one, PxAP, Average Drop and insertion/deletion AUCs.
@@ -44,12 +42,10 @@ DEMO_METRICS = (
 
 
 def default_config_path() -> str:
-    """``configs/default.py`` of this checkout (or of the current directory)."""
-    for root in (REPO_ROOT, os.getcwd()):
-        path = os.path.join(root, "configs", "default.py")
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError("configs/default.py not found; run from the camjax repository")
+    """``configs/default.py``: the clone's, or the one installed with camjax."""
+    from camjax.train.config import config_path
+
+    return config_path("default")
 
 
 def foolbox_photos() -> list[str]:

@@ -20,18 +20,75 @@ import ml_collections
 FREE_FORM = ("model.kwargs",)
 
 
-def load_config(path: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
-    """``get_config()`` of the config file ``path``, with dotted-key ``overrides``.
+def packaged_configs() -> str:
+    """The folder of the config files shipped with camjax.
 
-    The repository root (the folder above ``configs/``) is put on ``sys.path`` so that
-    paper configs can ``from configs import default``. Unknown override keys fail.
+    An installed wheel: ``site-packages/camjax/configs`` (package ``camjax.configs``); a
+    clone (plain or editable install): the repository's ``configs/`` beside ``camjax/``.
     """
-    path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path}")
-    root = os.path.dirname(os.path.dirname(path))
-    if root not in sys.path:
+    import camjax
+
+    package = os.path.dirname(os.path.abspath(camjax.__file__))
+    for folder in (os.path.join(package, "configs"), os.path.join(package, "..", "configs")):
+        if os.path.isfile(os.path.join(folder, "default.py")):
+            return os.path.normpath(folder)
+    raise FileNotFoundError(f"camjax's configs are not installed beside {package}")
+
+
+def config_names() -> list[str]:
+    """Names of the packaged configs (``default``, ``vgg16_gap_cub``, ...)."""
+    folder = packaged_configs()
+    return sorted(
+        f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")
+    )
+
+
+def config_path(name: str) -> str:
+    """The config file ``name`` names: a path to a file, else a packaged config by name.
+
+    ``configs/default.py`` (a path; outside a clone it falls back to the packaged file of
+    that name), ``default`` or ``default.py`` (packaged).
+    """
+    if os.path.isfile(name):
+        return os.path.abspath(name)
+    head, base = os.path.split(os.path.normpath(name))
+    stem = base[:-3] if base.endswith(".py") else base
+    if head in ("", "configs") and stem.isidentifier():
+        path = os.path.join(packaged_configs(), stem + ".py")
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        f"config file not found: {os.path.abspath(name)} "
+        f"(packaged configs: {', '.join(config_names())})"
+    )
+
+
+def _importable_configs(path: str) -> None:
+    """Let ``from configs import default`` in the config file ``path`` find its siblings.
+
+    A clone's ``configs/`` folder: its parent goes on ``sys.path`` (as always). An
+    installed ``camjax/configs``: ``configs`` is bound to ``camjax.configs`` instead, so
+    camjax's own sub-packages never become top-level names.
+    """
+    folder = os.path.dirname(path)
+    root = os.path.dirname(folder)
+    if os.path.isfile(os.path.join(root, "__init__.py")) and os.path.basename(folder) == "configs":
+        import camjax.configs
+
+        sys.modules.setdefault("configs", camjax.configs)
+    elif root not in sys.path:
         sys.path.insert(0, root)
+
+
+def load_config(path: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """``get_config()`` of the config file ``path`` (or packaged config name, see
+    :func:`config_path`), with dotted-key ``overrides``.
+
+    Paper configs ``from configs import default`` (see :func:`_importable_configs`).
+    Unknown override keys fail.
+    """
+    path = config_path(path)
+    _importable_configs(path)
     name = "camjax_config_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -43,6 +100,17 @@ def load_config(path: str, overrides: dict[str, Any] | None = None) -> ml_collec
     config = module.get_config()
     for key, value in (overrides or {}).items():
         _set(config, key, value)
+    return config
+
+
+def load_checked(path: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """:func:`load_config`, then checked: no key the ``default.py`` beside it lacks (a
+    typo in a config file), and :func:`validate`'s values. What the entry points run."""
+    config = load_config(path, overrides)
+    default = os.path.join(os.path.dirname(config_path(path)), "default.py")
+    if os.path.isfile(default):
+        check_config(config, load_config(default))
+    validate(config)
     return config
 
 
