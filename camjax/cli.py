@@ -204,6 +204,8 @@ def quiet_logging(verbose: bool = False) -> None:
     from absl import logging as absl_logging
 
     level = logging.INFO if verbose else logging.WARNING
+    if not verbose:  # TF's C++ warnings about tf.data caches read in part (the input only)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
     for name in ("absl", "orbax", "jax._src.xla_bridge"):
         logging.getLogger(name).setLevel(level)

@@ -11,6 +11,7 @@ backend such as the CPU).
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import jax
@@ -20,7 +21,8 @@ import numpy as np
 from camjax.evaluation import network
 from camjax.train import checkpoint, distributed, optimizer, progress, state, step
 from camjax.train import config as config_lib
-from camjax.train.evaluation import evaluate
+from camjax.train.evaluation import _batches as eval_batches
+from camjax.train.evaluation import evaluate, predictor
 
 DTYPES = network.DTYPES
 
@@ -129,7 +131,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
         dstate = runner.put_state(host_state)
         del fresh, restored, host_state
-        log = progress.Progress(workdir, tc.num_steps, tc.batch_size)
+        lr = optimizer.learning_rate_schedule(config.optimizer, tc.num_steps)
+        log = progress.Progress(workdir, tc.num_steps, tc.batch_size, learning_rate=lr)
         if start:
             print(f"resumed from step {start} in {workdir}", flush=True)
         result = _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_procs)
@@ -156,8 +159,11 @@ def _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_pr
     window: list[dict] = []
     result: dict[str, float] = {"step": start}
     log.start(start)
+    shown: dict = {}  # the fixed validation batch whose CAMs TensorBoard shows
     for s in range(start, tc.num_steps):
+        t = time.perf_counter()
         batch = next(batches)
+        log.waited(time.perf_counter() - t)
         dstate, m = runner.train_step(
             dstate, runner.put_batch(batch), jax.random.fold_in(base_key, s)
         )
@@ -166,7 +172,8 @@ def _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_pr
         pending.append((done, m["loss"]))
         window.append(m)
         last = done == tc.num_steps
-        if last or (tc.log_every and done % tc.log_every == 0):
+        # The first step is reported too: a line within seconds, compilation timed apart.
+        if last or done == start + 1 or (tc.log_every and done % tc.log_every == 0):
             _check_finite(pending)
             pending = []
             means = {k: float(np.mean(jax.device_get([w[k] for w in window]))) for k in m}
@@ -185,10 +192,34 @@ def _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_pr
             jax.block_until_ready(dstate)
             ev = evaluate(config, None, runner, dstate, info)
             log.report(done, ev, prefix="eval")
+            _log_cams(config, runner, dstate, info, log, done, shown)
+            log.restart_clock(done)
     ckpt.close()  # raises if a background save failed
     jax.block_until_ready(dstate)
     ev = evaluate(config, None, runner, dstate, info)
     log.report(int(result["step"]), ev, prefix="eval")
+    _log_cams(config, runner, dstate, info, log, int(result["step"]), shown)
     log.close()
     result.update({f"eval_{k}": v for k, v in ev.items()})
     return result
+
+
+def _log_cams(config, runner, dstate, info, log, at: int, shown: dict, n: int = 8) -> None:
+    """TensorBoard image ``eval/cam_overlays``: the top class's CAM and box of the first
+    ``n`` validation images (the same images at every evaluation). Every process predicts
+    its own first batch, as evaluation does; process 0 writes."""
+    if "batch" not in shown:
+        shown["batch"] = next(iter(eval_batches(config)), None)
+    batch = shown["batch"]
+    if batch is None:
+        return
+    out = predictor(runner, dstate, top_k=min(5, int(info.num_classes)))("cam", batch)
+    rows = np.flatnonzero(np.asarray(batch["valid"], bool))[:n]
+    grid = progress.cam_grid(
+        np.asarray(batch["image"])[rows],
+        out["maps"][rows, 0],
+        out["boxes"][rows, 0],
+        np.asarray(batch.get("bboxes", np.zeros((len(rows), 0, 4))))[rows],
+        np.asarray(batch.get("bbox_valid", np.zeros((len(rows), 0), bool)))[rows],
+    )
+    log.image(at, "eval/cam_overlays", grid)
