@@ -187,7 +187,8 @@ def extract(
         ``[B, C]`` or holds them (:func:`camjax.methods.targets.logits_of`). A camjax
         ``CAMNet`` needs no ``layer``.
       variables: its variables (``params``, and ``batch_stats`` for BN backbones).
-      images: ``[B, H, W, C]`` float32, normalised for the model.
+      images: ``[B, H, W, C]`` float, normalised for the model (integer dtypes such as raw
+        uint8 pixels are refused; see ``WeightsSpec.preprocess``).
       top_k: classes per image, by logit.
       method: a key of :data:`camjax.methods.METHODS` (``"cam"``, ``"gradcam"``, ...).
       gt_labels: optional ``[B]`` int class ids: adds the ground-truth class's map and box.
@@ -240,6 +241,13 @@ def extract(
     if map_resolution not in MAP_RESOLUTIONS:
         raise ValueError(f"map_resolution must be one of {MAP_RESOLUTIONS}, got {map_resolution!r}")
     images = jnp.asarray(images)
+    if not jnp.issubdtype(images.dtype, jnp.floating):
+        # Raw uint8 pixels would run and give a confident wrong class.
+        raise ValueError(
+            f"images must be float, normalised for the model, got {images.dtype}: prepare "
+            "pixels with spec.preprocess(images) (camjax.pretrained.load_pretrained's spec) "
+            "or the training config's data.normalization (camjax.files.images.normalize)"
+        )
     if images.ndim != 4:
         raise ValueError(f"images must be [B, H, W, C], got shape {tuple(images.shape)}")
     b = images.shape[0]

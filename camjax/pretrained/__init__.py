@@ -82,6 +82,11 @@ class WeightsSpec:
             raise FileNotFoundError(f"{self.pip_name} is installed but {path} is missing")
         return path
 
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """Model inputs from ``uint8`` RGB pixels: :func:`preprocess` with these weights'
+        size and normalisation (what ``camjax extract`` does to image files)."""
+        return preprocess(images, self.normalization, self.image_size)
+
     def class_names(self) -> list[str] | None:
         """Class names by label index, or ``None`` where the names file is absent."""
         path = os.path.join(os.path.dirname(os.path.dirname(__file__)), self.class_names_file)
@@ -106,10 +111,34 @@ WEIGHTS: dict[str, WeightsSpec] = {
 }
 
 
+def preprocess(images: np.ndarray, normalization: str, size: int | None = None) -> np.ndarray:
+    """``uint8 [H, W, 3]`` or ``[B, H, W, 3]`` RGB pixels -> ``float32`` model inputs.
+
+    Each image is resized to ``size x size`` (bilinear, as image files are in ``camjax
+    extract``; aspect not kept) unless ``size`` is ``None``, then scaled by the named
+    normalisation (``config.data.normalization``: ``imagenet``, ``minus127_div128``,
+    ``unit``). Floats are refused: they may already be normalised.
+    """
+    from camjax.files.images import normalize, resize_array
+
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(f"preprocess takes uint8 RGB pixels in [0, 255], got {images.dtype}")
+    single = images.ndim == 3
+    batch = images[None] if single else images
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ValueError(f"images must be [H, W, 3] or [B, H, W, 3] RGB, got {images.shape}")
+    if size is not None:
+        batch = np.stack([resize_array(im, size)[0] for im in batch])
+    out = normalize(batch, normalization)
+    return out[0] if single else out
+
+
 def load_pretrained(name: str, **model_kw: Any) -> tuple[Any, Any, WeightsSpec]:
     """``(model, variables, spec)`` for the offline weights ``name`` in :data:`WEIGHTS`.
 
-    ``model_kw`` go to :func:`camjax.models.create` (e.g. ``dtype``). Every variable comes
+    ``model_kw`` go to :func:`camjax.models.create` (e.g. ``dtype``). Images go in as
+    ``spec.preprocess(uint8_pixels)``. Every variable comes
     from the file, so the model is shaped with ``jax.eval_shape`` and never initialised.
     """
     if name not in WEIGHTS:
@@ -128,6 +157,7 @@ def load_pretrained(name: str, **model_kw: Any) -> tuple[Any, Any, WeightsSpec]:
 
 __all__ = [
     "MAPPINGS",
+    "preprocess",
     "WEIGHTS",
     "CheckpointError",
     "MappingError",
