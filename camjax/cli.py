@@ -148,7 +148,7 @@ report under WORKDIR/reports/; WORKDIR/report.md and report.json are the latest.
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    from camjax.train.config import config_names
+    from camjax.config_files import config_names
 
     p = sub.add_parser(
         "train",
@@ -213,7 +213,8 @@ def quiet_logging(verbose: bool = False) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """The ``train`` subcommand (also ``python train.py``)."""
-    from camjax.train.config import config_names, load_checked
+    from camjax.config_files import config_names
+    from camjax.train.config import load_checked
 
     if args.config is None:
         raise ValueError(

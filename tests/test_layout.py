@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "camjax"
 
 # Bottom to top. A top-level name (module or subpackage of camjax) sits on one layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("shared_library", "files", "data"),
+    ("shared_library", "config_files", "files", "data"),
     ("models",),
     ("pretrained",),
     ("cam", "methods", "saliency"),
