@@ -204,11 +204,15 @@ def quiet_logging(verbose: bool = False) -> None:
     from absl import logging as absl_logging
 
     level = logging.INFO if verbose else logging.WARNING
-    if not verbose:  # TF's C++ warnings about tf.data caches read in part (the input only)
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
     for name in ("absl", "orbax", "jax._src.xla_bridge"):
         logging.getLogger(name).setLevel(level)
+    if not verbose:  # TFDS warns on every load of a builder config it did not name itself
+        logging.getLogger("absl").addFilter(_not_tfds_config_notice)
+
+
+def _not_tfds_config_notice(record) -> bool:
+    return not str(record.msg).startswith("Using custom data configuration")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -220,8 +224,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError(
             "--config is required: a file or a packaged name (" + ", ".join(config_names()) + ")"
         )
-    config = load_checked(args.config, args.overrides)
     quiet_logging(args.verbose)
+    config = load_checked(args.config, args.overrides)
     from camjax import train
 
     try:
@@ -247,8 +251,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     if args.config is None and args.overrides:
         raise ValueError("--config.* overrides need --config")
-    config = load_checked(args.config, args.overrides) if args.config else None
     quiet_logging(args.verbose)
+    config = load_checked(args.config, args.overrides) if args.config else None
     from camjax.evaluation import evaluate
 
     evaluate(
