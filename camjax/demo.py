@@ -98,8 +98,8 @@ def top5_photo_figure(path: str, out_dir: str, image_size: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m camjax.demo",
-        description=__doc__,
+        prog="camjax demo",
+        description=__doc__.replace("``", ""),  # plain text in --help
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--workdir", default="runs/demo")
@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--photos", type=int, default=20, help="how many foolbox photos (<= 20)")
     p.add_argument("--methods", default="cam,backprop")
     args = p.parse_args(argv)
+    from camjax.cli import quiet_logging
+
+    quiet_logging()  # Orbax logs every save at INFO
 
     from camjax.bulk import extract_to
     from camjax.evaluation import evaluate

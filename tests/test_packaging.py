@@ -88,7 +88,7 @@ def test_console_entry_lists_the_subcommands_and_help_has_no_markup(capsys):
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "{train,evaluate,extract,demo}" in out.stdout
-    for command in ("train", "evaluate", "extract"):
+    for command in ("train", "evaluate", "extract", "demo"):
         with pytest.raises(SystemExit) as e:
             cli.main([command, "--help"])
         assert e.value.code == 0
