@@ -60,10 +60,10 @@ def test_short_run_writes_scalars_and_cam_images(tmp_path, capsys):
     plugin, value = images[3]
     assert plugin == "images" and value.shape == (3,)
     png = tf.io.decode_png(value[2]).numpy()
-    # 8 fixed validation images of 16 px: 2 rows x 4 columns, 2-px gutters.
-    assert png.shape == (2 * 18 - 2, 4 * 18 - 2, 3)
-    assert (int(value[0]), int(value[1])) == (70, 34)
-    assert (png[16:18] == 0).all() and (png[:, 16:18] == 0).all()
+    # 8 fixed validation images of 16 px shown 8x (128 px): 2 rows x 4 columns, 2-px gutters.
+    assert png.shape == (2 * 130 - 2, 4 * 130 - 2, 3)
+    assert (int(value[0]), int(value[1])) == (518, 258)
+    assert (png[128:130] == 0).all() and (png[:, 128:130] == 0).all()
 
 
 def test_cam_grid_draws_boxes_over_the_overlay_in_cells():
@@ -84,6 +84,12 @@ def test_cam_grid_draws_boxes_over_the_overlay_in_cells():
     assert tuple(cell[2, 6]) == (255, 0, 0) and tuple(cell[8, 9]) == (255, 0, 0)
     assert (cell[2:4, 2:4] == bare[2:4, 2:4]).all()  # inside the box: the overlay itself
     assert tuple(cell[0, 0]) == tuple(bare[0, 0])  # the invalid gt box is not drawn
+    # Enlarged 3x: box (1, 1, 4, 4) covers pixels 3..14; its outline, 1 px, at 3 and 14.
+    big = progress.cam_grid(images[:1], maps[:1], pred[:1], gt[:1], valid[:1], scale=3)
+    assert big.shape == (30, 36, 3)
+    assert tuple(big[3, 3]) == tuple(big[14, 14]) == (0, 255, 0)
+    assert tuple(big[2, 3]) != (0, 255, 0) and tuple(big[15, 15]) != (0, 255, 0)
+    assert tuple(big[4, 4]) != (0, 255, 0)
 
 
 def test_progress_rates_exclude_compilation_and_evaluation(monkeypatch, tmp_path):

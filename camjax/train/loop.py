@@ -221,5 +221,6 @@ def _log_cams(config, runner, dstate, info, log, at: int, shown: dict, n: int = 
         out["boxes"][rows, 0],
         np.asarray(batch.get("bboxes", np.zeros((len(rows), 0, 4))))[rows],
         np.asarray(batch.get("bbox_valid", np.zeros((len(rows), 0), bool)))[rows],
+        scale=max(1, 128 // int(batch["image"].shape[1])),  # small images: 128+ px cells
     )
     log.image(at, "eval/cam_overlays", grid)

@@ -134,12 +134,19 @@ def cam_grid(
     gt_boxes: np.ndarray,
     gt_valid: np.ndarray,
     cols: int = 4,
+    scale: int = 1,
 ) -> np.ndarray:
-    """``uint8`` grid of CAM overlays: each image (min-max scaled for display) with its map,
-    predicted box (green) and valid ground-truth boxes (red); 2-pixel black gutters."""
+    """``uint8`` grid of CAM overlays: each image (min-max scaled for display, enlarged
+    ``scale`` times by pixel repetition) with its map, predicted box (green) and valid
+    ground-truth boxes (red); 2-pixel black gutters."""
     from camjax.evaluation.figures import display_image
     from camjax.overlay import overlay
 
+    if scale > 1:  # inclusive pixel boxes: x0 -> x0 * s, x1 -> x1 * s + s - 1
+        images = np.repeat(np.repeat(np.asarray(images), scale, axis=1), scale, axis=2)
+        grow = np.array([0, 0, scale - 1, scale - 1])
+        pred_boxes = np.asarray(pred_boxes) * scale + grow
+        gt_boxes = np.asarray(gt_boxes) * scale + grow
     n, h, w = len(images), images.shape[1], images.shape[2]
     rows = -(-n // cols)
     gap = 2
