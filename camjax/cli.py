@@ -182,8 +182,16 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verbose", action="store_true", help="also Orbax's and absl's INFO logs")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``camjax train: error: ...``), exit code 2; ``--help``
+    shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser(prog: str = "camjax") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Class Activation Mapping in JAX")
+    parser = _Parser(prog=prog, description="Class Activation Mapping in JAX")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _evaluate_parser(sub)

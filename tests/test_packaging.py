@@ -121,4 +121,14 @@ def test_train_and_evaluate_user_errors_are_one_line_exit_2(capsys, tmp_path):
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+    # argparse's own errors: one line too, the usage left to --help.
+    for argv, message in (
+        (["train", "--config", "default"], "the following arguments are required: --workdir"),
+        (["evaluate", "--workdir", str(tmp_path), "--split", "train"], "invalid choice: 'train'"),
+        (["extract", "x.png", "--model", "nope", "--out", str(tmp_path)], "invalid choice"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert e.value.code == 2 and len(err) == 1 and message in err[0], err
     assert not os.listdir(tmp_path)
