@@ -224,6 +224,9 @@ def test_python_m_camjax_extract_is_the_same_command():
 PRETRAINED = """
 import sys
 from camjax.cli import main
+
+# One worker runs the whole module, so its trained-checkpoint fixture is built once.
+pytestmark = pytest.mark.xdist_group("cli")
 rc = main(sys.argv[1:])
 print("RC", rc, "TENSORFLOW", "tensorflow" in sys.modules)
 """

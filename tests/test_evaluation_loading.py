@@ -18,6 +18,9 @@ from camjax import cli
 from camjax.evaluation import checkpoints as ckpts
 from camjax.evaluation.loading import load_trained
 
+# One worker runs the whole module, so its trained-checkpoint fixture is built once.
+pytestmark = pytest.mark.xdist_group("evaluation_loading")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLD = os.path.join(ROOT, "tests", "data", "checkpoint_v0_1")
 
