@@ -28,7 +28,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 from camjax import data  # noqa: E402
 from camjax.data import shapes  # noqa: E402
-from configs.default import get_config  # noqa: E402
+from camjax.train.config import load_config  # noqa: E402
 
 
 def _jpegs(n: int, seed: int = 0) -> list[bytes]:
@@ -66,7 +66,7 @@ def main() -> None:
     b, n = args.batch_size, args.batches
     rows = []
 
-    c = get_config().data
+    c = load_config("default").data
     c.data_dir = args.data_dir
     t = time.perf_counter()
     shapes.builder(c)
@@ -93,7 +93,7 @@ def main() -> None:
             }
         )
 
-    c = get_config().data
+    c = load_config("default").data
     c.name, c.image_size, c.shuffle_buffer = "imagenet2012", 224, 1024
     with tfds.testing.mock_data(num_examples=len(jpegs), as_dataset_fn=as_dataset_fn):
         for aug in ("crop_flip", "random_resized_crop"):
