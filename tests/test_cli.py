@@ -17,6 +17,9 @@ from camjax import cli
 from camjax.bulk import open_extraction
 from camjax.evaluation.geometry import rescale_boxes
 
+# One worker runs the whole module, so its trained-checkpoint fixture is built once.
+pytestmark = pytest.mark.xdist_group("cli")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32  # tiny_gap input side for this test
 
@@ -224,9 +227,6 @@ def test_python_m_camjax_extract_is_the_same_command():
 PRETRAINED = """
 import sys
 from camjax.cli import main
-
-# One worker runs the whole module, so its trained-checkpoint fixture is built once.
-pytestmark = pytest.mark.xdist_group("cli")
 rc = main(sys.argv[1:])
 print("RC", rc, "TENSORFLOW", "tensorflow" in sys.modules)
 """
