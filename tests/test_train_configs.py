@@ -86,8 +86,9 @@ def test_paper_config_loads_checks_and_builds(name):
 # released recipes) with the tiny model, which still runs their data set, optimizer and
 # evaluation plumbing. (The GMP head and every backbone's gradients are covered in
 # test_models.py and test_differentiable.py.)
-# GoogLeNet's training graph (the costliest to compile here) is traced in
-# test_differentiable.py and test_export.py and run in test_models.py.
+# GoogLeNet's training graph (the costliest to compile here) is traced with its
+# gradients in test_differentiable.py and test_export.py; its forward pass runs in
+# test_cam.py and test_models.py.
 ARCHITECTURES = [
     "vgg16_gap_imagenet", "alexnet_gap_imagenet", "alexnet_star_gap_imagenet",
     "resnet50_gap_imagenet",
