@@ -41,8 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from camjax import labeling
-from camjax import shared_library
+from camjax import labeling, shared_library
 
 # The C kernel ships beside this module; compiled on first use (see _native).
 C_SOURCE = (importlib.resources.files("camjax") / "component_tree.c").read_text()
