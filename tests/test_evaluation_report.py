@@ -235,3 +235,20 @@ def test_every_registered_metric_and_method_reaches_the_report():
     # A metric the evaluation asked for but the registry lacks is an error, not a gap.
     with pytest.raises(ValueError, match="unknown metric"):
         report.format_markdown({**results, "metrics": names + ["no_such_metric"]})
+
+
+def test_report_files_follow_the_umask(tmp_path):
+    """Reports are written like any other program's output: 0666 minus the umask (a
+    temporary file from mkstemp would have left them 0600)."""
+    old = os.umask(0o022)
+    try:
+        paths = report.write_report(
+            {"classification": {"top1_error": 1.0, "top5_error": 2.0}, "metrics": [],
+             "methods": {}},
+            str(tmp_path),
+        )  # fmt: skip
+    finally:
+        os.umask(old)
+    for path in paths:
+        assert os.stat(path).st_mode & 0o777 == 0o644
+    assert sorted(os.listdir(tmp_path)) == ["report.json", "report.md"]  # no temporary left

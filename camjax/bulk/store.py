@@ -24,10 +24,11 @@ import glob
 import hashlib
 import json
 import os
-import secrets
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from camjax.files.atomic import atomic_write
 
 FORMAT = "camjax-extract/1"
 MANIFEST = "manifest.json"
@@ -55,30 +56,6 @@ def unescape_tsv(text: str) -> str:
             out.append(c)
             i += 1
     return "".join(out)
-
-
-def atomic_write(path: str, write: Callable[[IO[bytes]], Any] | bytes | str) -> None:
-    """Write ``path`` through a hidden temporary file + rename (mode 0666 minus umask).
-
-    ``write``: the bytes/text, or a function that writes into the open binary file.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.tmp-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "xb") as f:  # "x": created here, with the umask applied
-            if isinstance(write, str):
-                f.write(write.encode("utf-8", "surrogateescape"))
-            elif isinstance(write, bytes):
-                f.write(write)
-            else:
-                write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def inputs_fingerprint(keys: Sequence[str]) -> str:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
+
+from camjax.files.atomic import atomic_write
 
 CENTRE_NAME = "Centre baseline"
 
@@ -41,24 +42,6 @@ PAPER_TABLE2: tuple[tuple[str, float, float], ...] = (
     ("AlexNet-GAP", 67.19, 52.16),
     ("Backprop on GoogLeNet", 61.31, 50.55),
 )
-
-
-def atomic_write(path: str, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def method_order(methods: Mapping[str, Any]) -> list[str]:
