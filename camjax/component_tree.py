@@ -36,7 +36,6 @@ import os
 import subprocess
 import sysconfig
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,6 +67,8 @@ def _fallback_np(
     vals: np.ndarray, cuts: np.ndarray, max_components: int, connectivity: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-threshold OpenCV labelling; same output as the C kernel, O(T N)."""
+    import cv2  # lazily: importing OpenCV edits LD_LIBRARY_PATH
+
     b, h, w = vals.shape
     t = cuts.shape[1]
     boxes = np.zeros((b, t, max_components, 4), np.int32)

@@ -18,7 +18,6 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -161,6 +160,8 @@ def canonicalize_np(labels: np.ndarray) -> np.ndarray:
 
 
 def _label_host_np(masks: np.ndarray, connectivity: int) -> np.ndarray:
+    import cv2  # lazily: importing OpenCV edits LD_LIBRARY_PATH
+
     masks = np.asarray(masks)
     h, w = masks.shape[-2:]
     flat = np.ascontiguousarray(masks.reshape(-1, h, w), dtype=np.uint8)
@@ -199,6 +200,7 @@ def label_components(
     Components are numbered in raster order of their first pixel on every backend.
     ``connectivity`` 8 joins diagonal neighbours (OpenCV contours' components), 4 does not.
     """
+
     check_connectivity(connectivity)
     masks = jnp.asarray(masks)
     if masks.ndim < 2:

@@ -12,6 +12,7 @@ import sys
 
 SCRIPT = r"""
 import importlib, json, os, pkgutil, sys
+import cv2  # noqa: F401  (OpenCV's own import edits LD_LIBRARY_PATH; not camjax's doing)
 import tensorflow as tf
 calls = []
 tf.config.set_visible_devices = lambda *a, **k: calls.append(repr(a))
