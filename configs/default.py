@@ -41,6 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.train_split = "train"
     c.data.eval_split = "validation"
     c.data.shuffle_buffer = 4096
+    # Hold the decoded train split in memory (read and decoded once, reshuffled in full
+    # each epoch) when its decoded size is known and at most this many MiB; 0 = never.
+    c.data.cache_decoded_mb = 1024
     c.data.max_boxes = 8
     # Embedded data set only: examples per split and the generator's image side.
     c.data.shapes = ml_collections.ConfigDict()

@@ -1,15 +1,22 @@
-"""train_iterator / eval_iterator on a small built camjax_shapes: resume, exact-once."""
+"""train_iterator / eval_iterator on a small built camjax_shapes: resume, exact-once.
+
+Training runs both stream forms (camjax.data.stream): the decoded split cached in memory
+(``cache_decoded_mb`` large enough) and the streamed one (``cache_decoded_mb = 0``).
+"""
 
 import hashlib
 import itertools
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from camjax import data
-from camjax.data import shapes
+from camjax.data import pipeline, shapes, stream
 from configs.default import get_config
 
 SIZE = 32
@@ -27,6 +34,18 @@ def data_cfg(tmp_path_factory):
     # Several files per split, so per-epoch file shuffling is part of what is tested.
     b = shapes.builder(c, num_shards=4)
     assert b.info.splits["train"].num_shards == 4
+    return c
+
+
+# Both stream forms: the decoded split in memory (40 * 32 * 32 * 4 bytes fit), streamed.
+FORMS = {"cached": 1024, "streamed": 0}
+
+
+def _form(data_cfg, form: str, augment: str | None = None):
+    c = data_cfg.copy_and_resolve_references()
+    c.cache_decoded_mb = FORMS[form]
+    if augment is not None:
+        c.train_augment = augment
     return c
 
 
@@ -54,45 +73,72 @@ def test_batch_layout(data_cfg):
     assert -2.2 < b["image"].min() and b["image"].max() < 2.7
 
 
-@pytest.mark.parametrize("augment", ["crop_flip", "random_resized_crop"])
-def test_resume_equals_tail_of_uninterrupted_run(data_cfg, augment):
-    c = data_cfg.copy_and_resolve_references()
-    c.train_augment = augment
+@pytest.mark.parametrize(
+    "form, augment",
+    [("cached", "crop_flip"), ("cached", "random_resized_crop"), ("streamed", "crop_flip")],
+)
+def test_resume_equals_tail_of_uninterrupted_run(data_cfg, form, augment):
+    c = _form(data_cfg, form, augment)
     kw = dict(global_batch_size=12, seed=5, process_index=0, process_count=1)
     # 40 examples, batches of 12: epochs end inside batches 3 and 6 (positions 40, 80).
     full = _take(data.train_iterator(c, **kw), 9)
-    for k in (3, 7):  # mid-epoch before a straddling batch; inside the third epoch
+    # Mid-epoch before a straddling batch; the straddling one; inside the third epoch.
+    for k in (2, 3, 7) if form == "cached" else (3, 7):
         tail = _take(data.train_iterator(c, start_step=k, **kw), 9 - k)
         assert all(_equal(a, b) for a, b in zip(tail, full[k:], strict=True)), k
     other = _take(data.train_iterator(c, **{**kw, "seed": 6}), 1)[0]
     assert not np.array_equal(other["label"], full[0]["label"])
 
 
-def test_epoch_visits_every_example_once(data_cfg):
-    c = data_cfg.copy_and_resolve_references()
-    c.train_augment = "none"
+def _reference_digests(c) -> set[str]:
+    """The train split's images after the eval resize, read in file order (eval path)."""
+    ref = data.eval_iterator(c, "train", global_batch_size=8, process_index=0, process_count=1)
+    return {hashlib.sha1(im.tobytes()).hexdigest() for b in ref for im in b["image"]}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_epoch_visits_every_example_once(data_cfg, form):
+    c = _form(data_cfg, form, "none")  # "none" = the eval resize: images comparable
     batches = _take(
-        data.train_iterator(c, global_batch_size=8, seed=1, process_index=0, process_count=1), 10
+        data.train_iterator(c, global_batch_size=8, seed=1, process_index=0, process_count=1), 15
     )
-    for epoch in (batches[:5], batches[5:]):  # 40 = 5 batches of 8
+    ref = _reference_digests(c)
+    assert len(ref) == 40
+    orders = []
+    for epoch in (batches[:5], batches[5:10], batches[10:]):  # 40 = 5 batches of 8
         labels = np.concatenate([b["label"] for b in epoch])
         np.testing.assert_array_equal(np.bincount(labels, minlength=10), [4] * 10)
-        digests = {hashlib.sha1(im.tobytes()).hexdigest() for b in epoch for im in b["image"]}
-        assert len(digests) == 40
-    # Different epochs are shuffled differently.
-    assert not np.array_equal(batches[0]["label"], batches[5]["label"])
+        digests = [hashlib.sha1(im.tobytes()).hexdigest() for b in epoch for im in b["image"]]
+        assert set(digests) == ref  # each of the 40 exactly once (40 distinct, all known)
+        orders.append(digests)
+    # Different epochs are shuffled differently, and none is the file order.
+    assert orders[0] != orders[1] and orders[1] != orders[2]
+    file_order = [
+        hashlib.sha1(im.tobytes()).hexdigest()
+        for b in data.eval_iterator(
+            c, "train", global_batch_size=8, process_index=0, process_count=1
+        )
+        for im in b["image"]
+    ]
+    assert all(order != file_order for order in orders)
 
 
-def test_process_slices_partition_the_train_set(data_cfg):
-    c = data_cfg.copy_and_resolve_references()
-    c.train_augment = "none"
-    seen = []
+@pytest.mark.parametrize("form", FORMS)
+def test_process_slices_partition_the_train_set(data_cfg, form):
+    c = _form(data_cfg, form, "none")
+    slices = []
     for p in range(2):
         it = data.train_iterator(c, global_batch_size=8, seed=0, process_index=p, process_count=2)
-        bs = _take(it, 5)  # each process holds 20 examples = 5 local batches of 4
+        bs = _take(it, 10)  # each process holds 20 examples = 5 local batches of 4
         assert bs[0]["label"].shape == (4,)
-        seen += [hashlib.sha1(im.tobytes()).hexdigest() for b in bs for im in b["image"]]
-    assert len(set(seen)) == 40
+        epochs = [
+            [hashlib.sha1(im.tobytes()).hexdigest() for b in e for im in b["image"]]
+            for e in (bs[:5], bs[5:])
+        ]
+        # Each epoch of a process is its slice, once (the second epoch in another order).
+        assert len(set(epochs[0])) == 20 and set(epochs[0]) == set(epochs[1])
+        slices.append(set(epochs[0]))
+    assert not slices[0] & slices[1] and slices[0] | slices[1] == _reference_digests(c)
     with pytest.raises(ValueError, match="multiple of the process count"):
         data.train_iterator(c, global_batch_size=7, seed=0, process_index=0, process_count=2)
 
@@ -202,3 +248,89 @@ def test_eval_split_slice(data_cfg):
         )
     )
     assert [int(b["valid"].sum()) for b in bs] == [2, 1]
+
+
+def test_cache_decision(data_cfg):
+    # Hand-worked: 32 x 32 pixels, 3 image bytes + 1 mask byte each, 40 examples.
+    assert stream.decoded_size((32, 32, 3), 40, True) == 40 * 32 * 32 * 4 == 163840
+    assert stream.decoded_size((32, 32, 1), 40, False) == 40 * 32 * 32 * 3
+    assert stream.decoded_size((None, None, 3), 40, True) is None  # ImageNet, folders
+    assert stream.decoded_size(None, 40, True) is None
+    assert stream.fits(2**20, 1) and not stream.fits(2**20 + 1, 1)
+    assert not stream.fits(1, 0) and not stream.fits(None, 1024)
+    src = pipeline.SOURCES["camjax_shapes"]
+    b = src.builder(data_cfg)
+    c = data_cfg.copy_and_resolve_references()
+    assert pipeline.cache_size(src, b, c, 40) == 163840  # default limit: 1024 MiB
+    c.cache_decoded_mb = 1  # 2**20 bytes: 256 examples of 4096 bytes, not 257
+    assert pipeline.cache_size(src, b, c, 256) == 2**20
+    assert pipeline.cache_size(src, b, c, 257) is None
+    c.cache_decoded_mb = 0
+    assert pipeline.cache_size(src, b, c, 1) is None
+
+
+@pytest.mark.parametrize("limit_mb, loads", [(1024, 1), (0, 0)])
+def test_cached_form_taken_when_it_fits(data_cfg, monkeypatch, limit_mb, loads):
+    calls = []
+    real = stream.load
+    monkeypatch.setattr(stream, "load", lambda *a, **k: calls.append(a) or real(*a, **k))
+    c = data_cfg.copy_and_resolve_references()
+    c.cache_decoded_mb = limit_mb
+    it = data.train_iterator(c, global_batch_size=8, seed=0, process_index=0, process_count=1)
+    assert next(it)["image"].shape == (8, SIZE, SIZE, 3)
+    assert len(calls) == loads
+    if loads:  # the whole split, decoded to uint8 pixels
+        arrays = real(*calls[0])
+        assert arrays["image"].shape == (40, SIZE, SIZE, 3) and arrays["image"].dtype == tf.uint8
+        assert arrays["mask"].shape == (40, SIZE, SIZE) and arrays["mask"].dtype == tf.uint8
+        np.testing.assert_array_equal(np.bincount(arrays["label"].numpy()), [4] * 10)
+        assert arrays["box_splits"].numpy().tolist() == list(range(41))  # one box each
+
+
+def test_reads_are_not_auto_cached(data_cfg):
+    """TFDS auto-caches small splits; an iterator dropped mid-epoch (every training run's
+    last one) then makes TensorFlow warn that it "did not fully read the dataset being
+    cached". No dataset the pipeline reads has a cache."""
+    src = pipeline.SOURCES["camjax_shapes"]
+    b = src.builder(data_cfg)
+    for seed in (None, 3):
+        ds = pipeline._read(src, b, data_cfg, "train", 0, 1, shuffle_seed=seed)
+        graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
+        ops = {n.op for n in graph.node} | {
+            n.op for f in graph.library.function for n in f.node_def
+        }
+        assert "TFRecordDataset" in ops  # the graph is the reading pipeline
+        assert not any(op.startswith("CacheDataset") for op in ops), ops
+
+
+def test_read_ahead_order_errors_and_stop():
+    assert list(stream.read_ahead(iter(range(10)), 3)) == list(range(10))
+
+    def failing():
+        yield from range(3)
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for x in stream.read_ahead(failing(), 2):
+            got.append(x)
+    assert got == [0, 1, 2]
+
+    produced = []
+
+    def endless():
+        for i in itertools.count():
+            produced.append(i)
+            yield i
+
+    before = threading.active_count()
+    it = stream.read_ahead(endless(), 4)
+    assert next(it) == 0
+    it.close()  # the consumer stops: the thread ends, having read at most depth + 2
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before
+    assert len(produced) <= 6
+    with pytest.raises(ValueError, match="depth"):
+        stream.read_ahead(iter(()), 0)

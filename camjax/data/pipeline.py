@@ -1,13 +1,16 @@
 """Training and evaluation iterators over TFDS data sets (tf.data on the CPU only).
 
 Order as a pure function of (seed, step), so a killed run resumes exactly: the examples
-of this process form epochs of ``N`` examples; epoch ``e`` reads the files in an order
-and shuffles with a buffer, both seeded by ``(seed, process, e)``; example ``i`` of epoch
-``e`` is augmented with the stateless seed ``(seed, process, e * N + i)``. Batches are
-consecutive runs of ``B`` examples of this endless stream, so batch ``k`` starts at
-position ``k * B``: resuming at ``start_step`` opens epoch ``k * B // N`` and skips the
-first ``k * B % N`` records *before* decoding. A batch that straddles two epochs takes
-its head from the end of one and its tail from the start of the next.
+of this process form epochs of ``N`` examples; example ``i`` of epoch ``e`` sits at
+stream position ``e * N + i`` and is augmented with the stateless seed ``(seed, process,
+e * N + i)``. Batches are consecutive runs of ``B`` examples of this endless stream, so
+batch ``k`` starts at position ``k * B`` and resuming at ``start_step`` starts there; a
+batch that straddles two epochs takes its head from the end of one and its tail from the
+start of the next. Which example is at which position (``camjax.data.stream``): when the
+decoded slice fits ``data.cache_decoded_mb`` it is read once in a fixed order, decoded
+and held in memory, and epoch ``e`` is a permutation seeded by ``(seed, process, e)``;
+otherwise epoch ``e`` reads the files in an order and shuffles with a buffer, both seeded
+by ``(seed, process, e)``, and a resumed epoch skips records *before* decoding.
 
 Multi-host: process ``p`` of ``P`` reads ``tfds.split_for_jax_process`` (even slices of
 the split) and gets batches of ``global_batch_size // P``. Evaluation pads every process
@@ -24,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from camjax.data import cub, image_folder, imagenet, preprocess, shapes, tfds_any
+from camjax.data import cub, image_folder, imagenet, preprocess, shapes, stream, tfds_any
 from camjax.data.source import Source
 
 
@@ -38,6 +41,10 @@ def keep_tensorflow_on_host() -> None:
         except (RuntimeError, ValueError):  # already initialised, or no such device type
             pass
 
+
+# Training batches the streamed form keeps ready ahead of the consumer (a background
+# thread), enough to cover opening the next epoch (~0.8 s for camjax_shapes on 2 cores).
+READ_AHEAD_BATCHES = 16
 
 # data_cfg.name -> Source.
 SOURCES: dict[str, Source] = {
@@ -127,6 +134,9 @@ def _read(src, b, data_cfg, split, pi, pc, shuffle_seed=None) -> tf.data.Dataset
         shuffle_reshuffle_each_iteration=False,
         interleave_cycle_length=16,
         interleave_block_length=1,
+        # No TFDS auto-cache: every dataset here is iterated once, often partly (an epoch's
+        # head, a resumed epoch, evaluation's max_batches), which leaves a cache half-filled.
+        try_autocache=False,
     )
     ds = b.as_dataset(
         split=sub,
@@ -144,13 +154,18 @@ def _count(ds: tf.data.Dataset) -> int:
     return n
 
 
-def _decode_mask(src: Source, mask: tf.Tensor) -> tf.Tensor:
+def _mask_pixels(mask: tf.Tensor) -> tf.Tensor:
+    """Encoded PNG or decoded ``[h, w(, 1)]`` mask -> uint8 ``[h, w]``."""
     if mask.dtype == tf.string:
         mask = tf.io.decode_png(mask, channels=1)
     mask = tf.cast(mask, tf.uint8)
     if mask.shape.rank == 3:
         mask = mask[..., 0]
-    return src.mask_values(mask)
+    return mask
+
+
+def _decode_mask(src: Source, mask: tf.Tensor) -> tf.Tensor:
+    return src.mask_values(_mask_pixels(mask))
 
 
 def _train_map(src: Source, data_cfg, aug_seed: int):
@@ -192,7 +207,8 @@ def train_iterator(
     """Endless training batches for this process; batch ``k`` depends only on (seed, k).
 
     Yields dicts of numpy arrays ``image, label, bboxes, bbox_valid[, mask]`` with leading
-    axis ``global_batch_size // process_count``.
+    axis ``global_batch_size // process_count``. The decoded slice is held in memory when
+    it fits ``data_cfg.cache_decoded_mb`` (``camjax.data.stream``).
     """
     keep_tensorflow_on_host()
     pi, pc = _process(process_index, process_count)
@@ -206,49 +222,64 @@ def train_iterator(
     if n == 0:
         raise ValueError(f"process {pi} of {pc} has no examples in {data_cfg.name}:{split}")
     augment = _train_map(src, data_cfg, _seed(seed, pi, 1))
-    buffer = max(1, int(data_cfg.shuffle_buffer))
-    return _rebatch(
-        _epoch_pieces(
-            src, b, data_cfg, split, pi, pc, seed, n, batch, augment, buffer, start_step * batch
+    pos = start_step * batch
+    if cache_size(src, b, data_cfg, n) is not None:
+        masks = _has_masks(src, data_cfg)
+        ds = _read(src, b, data_cfg, split, pi, pc)  # fixed order: no file shuffling
+        ds = ds.map(_cache_decode(masks), num_parallel_calls=tf.data.AUTOTUNE)
+        side = _image_shape(b, data_cfg)[:2]
+        arrays = stream.load(ds.with_options(_options()), n, side, masks)
+        key = _seed(seed, pi, 3)
+        return stream.cached(
+            arrays, key=key, start=pos, batch=batch, augment=augment, options=_options()
+        )
+    pieces = stream.epoch_pieces(
+        lambda epoch: _read(
+            src, b, data_cfg, split, pi, pc, shuffle_seed=_seed(seed, pi, 2, epoch)
         ),
-        batch,
+        n=n,
+        pos=pos,
+        batch=batch,
+        augment=augment,
+        buffer=max(1, int(data_cfg.shuffle_buffer)),
+        shuffle_seed=lambda epoch: _seed(seed, pi, 3, epoch),
+        options=_options(),
     )
+    return stream.read_ahead(stream.rebatch(pieces, batch), READ_AHEAD_BATCHES)
 
 
-def _epoch_pieces(src, b, data_cfg, split, pi, pc, seed, n, batch, augment, buffer, pos):
-    """Batches of the stream from position ``pos``, cut at multiples of ``batch``."""
-    epoch, offset = divmod(pos, n)
-    while True:
-        ds = _read(src, b, data_cfg, split, pi, pc, shuffle_seed=_seed(seed, pi, 2, epoch))
-        ds = ds.shuffle(buffer, seed=_seed(seed, pi, 3, epoch), reshuffle_each_iteration=False)
-        base = epoch * n
-        ds = ds.enumerate().map(lambda i, ex, base=base: (i + base, ex))
-        ds = ds.skip(offset)  # raw records: nothing decoded yet
-        head = (-(base + offset)) % batch  # examples completing the previous epoch's batch
-        parts = []
-        if head:
-            parts.append(ds.take(head).map(augment, num_parallel_calls=tf.data.AUTOTUNE))
-            ds = ds.skip(head)
-        parts.append(ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE))
-        for part in parts:
-            part = part.batch(batch).prefetch(2).with_options(_options())
-            yield from part.as_numpy_iterator()
-        epoch, offset = epoch + 1, 0
+def _image_shape(b, data_cfg) -> tuple | None:
+    """The declared shape of the image feature (None where it is not a TFDS feature)."""
+    key = data_cfg.tfds.image_key if data_cfg.name == "tfds" else "image"
+    try:
+        node = b.info.features
+        for part in key.split("/"):
+            node = node[part]
+        return tuple(node.shape)
+    except (AttributeError, KeyError, TypeError):
+        return None
 
 
-def _rebatch(pieces, batch: int) -> Iterator[dict[str, np.ndarray]]:
-    """Join pieces shorter than ``batch`` (epoch ends) into full batches."""
-    carry = None
-    for piece in pieces:
-        if carry is None and len(piece["label"]) == batch:
-            yield piece
-            continue
-        carry = piece if carry is None else {k: np.concatenate([carry[k], piece[k]]) for k in carry}
-        if len(carry["label"]) >= batch:
-            if len(carry["label"]) > batch:
-                raise AssertionError("pieces must be cut at multiples of the batch size")
-            yield carry
-            carry = None
+def cache_size(src: Source, b, data_cfg, n: int) -> int | None:
+    """Bytes of the decoded train slice of ``n`` examples if it is held in memory: the
+    image feature declares a fixed side and the size is within ``cache_decoded_mb``;
+    None otherwise (each epoch reads and decodes the records again)."""
+    size = stream.decoded_size(_image_shape(b, data_cfg), n, _has_masks(src, data_cfg))
+    limit = float(data_cfg.get("cache_decoded_mb", 0))
+    return size if stream.fits(size, limit) else None
+
+
+def _cache_decode(masks: bool):
+    """Common-form example -> decoded uint8 image (and mask pixels; the source's mask
+    values are applied by the train map, once)."""
+
+    def fn(ex):
+        out = {"image": preprocess.decode(ex["image"]), "label": ex["label"], "boxes": ex["boxes"]}
+        if masks:
+            out["mask"] = _mask_pixels(ex["mask"])
+        return out
+
+    return fn
 
 
 def _eval_map(src: Source, data_cfg, size: int | None = None, original: bool = False):
