@@ -1,6 +1,6 @@
 """End-to-end extraction throughput: camjax vs an equivalent PyTorch pipeline.
 
-    python bench/extract_throughput.py                   # 2,000 JPEGs, camjax 1 and 8 devices
+    python bench/extract_throughput.py                   # 2,000 JPEGs, camjax 1, 4 and 8 devices
     python bench/extract_throughput.py --num-images 300  # a quick look
 
 Both pipelines read the same generated JPEGs of mixed sizes (640x480 to 2048x1536),
@@ -8,8 +8,9 @@ decode and resize them to 224 (PIL, bilinear, antialiased), run EfficientNet-Lit
 the same ImageNet weights, take the top-5 CAMs, box each at 20% of its max (largest
 8-connected component), and write JSON Lines records plus float16 feature-resolution maps
 every 1,000 images. camjax: ``camjax.bulk.extract_to`` (threads decode, one jitted
-program over the local devices, boxes in the same program). PyTorch: a DataLoader with
-2 worker processes (PIL decode, same resize), the torch EfficientNet-Lite0 of
+program over the local devices, boxes in the same program), with XLA's grouped convolution
+("native") or camjax's opt-in CPU depthwise ("shifted", :mod:`camjax.cpu`). PyTorch: a
+DataLoader with 2 worker processes (PIL decode, same resize), the torch EfficientNet-Lite0 of
 tests/test_efficientnet.py with the released weights, torchcam-style CAM (classifier
 weights times the last feature map, ``F.interpolate`` bilinear to 224, min-max), OpenCV
 ``connectedComponentsWithStats`` boxes. Both decoders use Pillow's JPEG draft mode when
@@ -59,11 +60,16 @@ def make_jpegs(folder: str, n: int) -> str:
     return folder
 
 
-def run_camjax(images: str, out: str, batch: int) -> dict:
+def run_camjax(images: str, out: str, batch: int, depthwise: str) -> dict:
+    import dataclasses
+
+    from camjax import cpu
     from camjax.bulk import extract_to
     from camjax.evaluation.loading import load_named
 
     loaded = load_named("efficientnet_lite0_gap")
+    if depthwise == "shifted":
+        loaded = dataclasses.replace(loaded, model=cpu.shifted_depthwise(loaded.model))
     files = sorted(os.listdir(images))
     warm = tempfile.mkdtemp()
     with open(os.path.join(warm, "list.txt"), "w") as f:
@@ -169,11 +175,12 @@ def _flush(dest, shard, lines, maps):
     np.savez(os.path.join(dest, f"part-{shard:05d}.npz"), maps=np.concatenate(maps))
 
 
-def _child(kind: str, images: str, batch: int, devices: int, draft: bool) -> dict:
+def _child(kind: str, images: str, batch: int, devices: int, draft: bool, dw: str = "") -> dict:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     out = tempfile.mkdtemp(prefix=f"bench-{kind}-")
     cmd = [sys.executable, __file__, "--child", kind, "--images", images, "--out", out,
-           "--batch-size", str(batch)] + (["--draft"] if draft else [])  # fmt: skip
+           "--batch-size", str(batch), "--depthwise", dw or "native"] + (
+               ["--draft"] if draft else [])  # fmt: skip
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if res.returncode:
         raise SystemExit(f"{kind} failed:\n{res.stdout[-2000:]}{res.stderr[-4000:]}")
@@ -185,7 +192,13 @@ def main() -> None:
     p.add_argument("--num-images", type=int, default=2000)
     p.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "camjax-bench-jpegs"))
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--devices", default="1,8", help="camjax device counts to run")
+    p.add_argument(
+        "--camjax",
+        default="native:1,shifted:1,shifted:4,shifted:8",
+        help="camjax runs as depthwise:devices (depthwise: native = nn.Conv, shifted = "
+        "camjax.cpu.shifted_depthwise; devices: simulated CPU devices)",
+    )
+    p.add_argument("--depthwise", default="native", help=argparse.SUPPRESS)
     p.add_argument("--draft", action="store_true", help="PyTorch side decodes JPEGs in draft")
     p.add_argument("--child", choices=("camjax", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--images", help=argparse.SUPPRESS)
@@ -193,7 +206,7 @@ def main() -> None:
     a = p.parse_args()
     if a.child:
         run = run_camjax if a.child == "camjax" else None
-        r = run(a.images, a.out, a.batch_size) if run else run_torch(
+        r = run(a.images, a.out, a.batch_size, a.depthwise) if run else run_torch(
             a.images, a.out, a.batch_size, a.draft)  # fmt: skip
         print(json.dumps(r))
         return
@@ -203,8 +216,10 @@ def main() -> None:
     print(f"{a.num_images} JPEGs in {images} ({time.perf_counter() - t0:.0f} s to make)")
     rows = [("PyTorch" + (" (draft decode)" if a.draft else ""),
              _child("torch", images, a.batch_size, 1, a.draft))]  # fmt: skip
-    for d in (int(x) for x in a.devices.split(",")):
-        rows.append((f"camjax, {d} device(s)", _child("camjax", images, a.batch_size, d, False)))
+    for item in a.camjax.split(","):
+        dw, d = item.split(":")
+        r = _child("camjax", images, a.batch_size, int(d), False, dw)
+        rows.append((f"camjax, {dw} depthwise, {d} device(s)", r))
     torch_ips = rows[0][1]["images"] / rows[0][1]["seconds"]
     print("| pipeline | images | seconds | images/s | vs PyTorch |")
     print("|---|---:|---:|---:|---:|")

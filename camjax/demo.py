@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import glob
 import importlib.util
 import os
@@ -116,13 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--photos", type=int, default=20, help="how many foolbox photos (<= 20)")
     p.add_argument("--methods", default="cam,backprop")
     args = p.parse_args(argv)
-    from camjax.cli import quiet_logging
+    from camjax.cli import quiet_logging, split_cpu
 
     quiet_logging()  # Orbax logs every save at INFO
 
     from camjax.bulk import extract_to
     from camjax.evaluation import evaluate
     from camjax.evaluation.loading import load_named
+    from camjax.evaluation.network import cpu_tuned
     from camjax.train import load_config, train_and_evaluate
 
     t0 = time.perf_counter()
@@ -133,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "eval.metrics" not in _overrides(args.set):
         config.eval.metrics = DEMO_METRICS
         config.eval.faithfulness_steps = 4
-    print(f"[1/3] training {config.model.name} on {config.data.name} in {workdir}", flush=True)
+    devices = split_cpu(config)  # config.cpu: the CPU's cores as devices (camjax.cpu)
+    on = f" on {devices} CPU devices" if devices else ""
+    print(f"[1/3] training {config.model.name} on {config.data.name}{on} in {workdir}", flush=True)
     train_and_evaluate(config, workdir)
     t1 = time.perf_counter()
     print(f"[2/3] evaluating ({args.methods}; {t1 - t0:.0f} s so far)", flush=True)
@@ -149,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     out = os.path.join(workdir, "extract")
     pretrained = load_named("efficientnet_lite0_gap")
+    pretrained = dataclasses.replace(pretrained, model=cpu_tuned(pretrained.model, config))
     # overwrite: a rerun (or an extract/ folder of an older camjax) is replaced.
     extract_to(pretrained, photos, out, overlays=1, overwrite=True, progress=True)
     top5_photo_figure(os.path.join(out, "top5_photo.png"), out, pretrained.image_size)

@@ -1,4 +1,4 @@
-"""``python -m camjax.extract ...`` = ``camjax extract ...`` (see :mod:`camjax.cli`).
+"""``python -m camjax.extract ...`` = ``camjax extract ...`` (see :mod:`camjax.cli_extract`).
 
 The ``camjax.extract`` *function* lives in :mod:`camjax.extraction`.
 """

@@ -117,7 +117,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.road_noise = 0.01
     c.eval.road_seed = 0
 
-    c.parallel = "pmap"  # pmap | shard_map
+    # Opt-in CPU tuning (camjax/cpu.py); nothing changes on a GPU or TPU. cpu.devices: the
+    # entry points (camjax train / evaluate / demo) split the host CPU into this many JAX
+    # devices (the largest count <= it that divides the batch) so that data parallelism
+    # keeps every core busy; 0 = JAX's one CPU device. cpu.shifted_depthwise: depthwise
+    # convolutions (EfficientNet-Lite0) as shifted slices in CPU programs.
+    c.cpu = ml_collections.ConfigDict()
+    c.cpu.devices = 4
+    c.cpu.shifted_depthwise = True
+
+    c.parallel = "shard_map"  # shard_map | pmap
     c.distributed = ml_collections.ConfigDict()
     # jax.distributed.initialize: "auto" when JAX's cluster env vars are set (or
     # coordinator_address is given), "on" always, "off" never.

@@ -12,14 +12,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "camjax"
 # Bottom to top. A top-level name (module or subpackage of camjax) sits on one layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared_library", "config_files", "files", "data"),
-    ("models",),
+    ("models", "cpu"),
     ("pretrained",),
     ("cam", "methods", "saliency"),
     ("labeling", "component_tree", "boxes", "extraction", "overlay"),
     ("metrics", "evaluators", "protocols"),
     ("evaluation",),
     ("train", "bulk"),
-    ("cli", "extract", "demo", "__init__"),
+    ("cli", "cli_extract", "extract", "demo", "__init__"),
 )
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 

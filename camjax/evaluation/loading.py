@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from camjax.evaluation import checkpoints as ckpts
-from camjax.evaluation.network import NetworkSpec
+from camjax.evaluation.network import NetworkSpec, cpu_tuned
 
 VARIABLE_PARTS = ("params", "batch_stats")
 
@@ -211,7 +211,7 @@ def load_trained(
             f"{where}: its arrays do not fit model {spec.model!r} with {dict(spec.kwargs)}"
         )
     return Loaded(
-        model=spec.build(),
+        model=cpu_tuned(spec.build(), config),
         variables=jax.device_put(variables),
         class_names=[display_name(n) for n in spec.class_names],
         image_size=spec.image_size,

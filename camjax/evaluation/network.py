@@ -100,6 +100,15 @@ def build_model(name: str, num_classes: int, kwargs: Mapping[str, Any], dtype: s
         raise ValueError(f"model {name!r} rejects its config: {e}") from e
 
 
+def cpu_tuned(model: Any, config: Any) -> Any:
+    """``model`` with :func:`camjax.cpu.shifted_depthwise` when ``config.cpu`` asks for it
+    (configs saved before that key existed: unchanged)."""
+    from camjax import cpu
+
+    tuning = config.get("cpu") if config is not None else None
+    return cpu.shifted_depthwise(model) if tuning and tuning.get("shifted_depthwise") else model
+
+
 def params_sha(params: Any) -> str:
     """A short hash of every parameter's path, shape and dtype (not the values)."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]

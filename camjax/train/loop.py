@@ -32,11 +32,13 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
-    """The model named by ``config.model`` with its compute dtype and BN axis."""
+    """The model named by ``config.model`` with its compute dtype and BN axis (and the
+    CPU depthwise of ``config.cpu.shifted_depthwise``)."""
     extra = {"bn_axis_name": step.AXIS} if config.model.sync_batch_norm else {}
-    return network.build_model(
+    model = network.build_model(
         config.model.name, num_classes, config.model.kwargs.to_dict(), config.model.dtype, **extra
     )
+    return network.cpu_tuned(model, config)
 
 
 def initial_state(config, model, tx, image_size: int) -> state.TrainState:
