@@ -6,8 +6,6 @@ Training runs both stream forms (camjax.data.stream): the decoded split cached i
 
 import hashlib
 import itertools
-import threading
-import time
 
 import jax
 import jax.numpy as jnp
@@ -301,36 +299,3 @@ def test_reads_are_not_auto_cached(data_cfg):
         }
         assert "TFRecordDataset" in ops  # the graph is the reading pipeline
         assert not any(op.startswith("CacheDataset") for op in ops), ops
-
-
-def test_read_ahead_order_errors_and_stop():
-    assert list(stream.read_ahead(iter(range(10)), 3)) == list(range(10))
-
-    def failing():
-        yield from range(3)
-        raise OSError("disk gone")
-
-    got = []
-    with pytest.raises(OSError, match="disk gone"):
-        for x in stream.read_ahead(failing(), 2):
-            got.append(x)
-    assert got == [0, 1, 2]
-
-    produced = []
-
-    def endless():
-        for i in itertools.count():
-            produced.append(i)
-            yield i
-
-    before = threading.active_count()
-    it = stream.read_ahead(endless(), 4)
-    assert next(it) == 0
-    it.close()  # the consumer stops: the thread ends, having read at most depth + 2
-    deadline = time.monotonic() + 5
-    while threading.active_count() > before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert threading.active_count() == before
-    assert len(produced) <= 6
-    with pytest.raises(ValueError, match="depth"):
-        stream.read_ahead(iter(()), 0)

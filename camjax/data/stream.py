@@ -12,15 +12,13 @@ batch ``k`` is positions ``[k * B, (k + 1) * B)``, so batch ``k`` depends only o
   index, so there is no shuffle buffer to fill, resuming skips nothing, and an epoch
   boundary is just the next position: one tf.data pipeline with one prefetch.
 - Streamed (otherwise): each epoch re-reads the records (file order and shuffle buffer
-  seeded per epoch) and decodes after skipping; a background thread keeps whole batches
-  ready, so opening the next epoch (file reads, buffer fill) overlaps the consumer's work
-  on the queued ones.
+  seeded per epoch) and decodes after skipping. Epochs are chained inside one tf.data
+  pipeline (chunks of several epochs) whose prefetch keeps batches ready, so opening the
+  next epoch (file reads, shuffle buffer fill) overlaps the consumer's work on them.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -129,29 +127,35 @@ def epoch_pieces(
     buffer: int,
     shuffle_seed: Callable[[int], int],
     options: tf.data.Options,
+    ahead: int,
+    epochs_per_chunk: int = 8,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Streamed form: batches from position ``pos``, cut at multiples of ``batch``.
 
     ``read(epoch)``: the slice's records in epoch ``epoch``'s file order;
-    ``shuffle_seed(epoch)``: that epoch's shuffle-buffer seed.
+    ``shuffle_seed(epoch)``: that epoch's shuffle-buffer seed. Epochs are chained in
+    chunks of ``epochs_per_chunk`` inside one tf.data pipeline whose prefetch keeps
+    ``ahead`` batches ready, so the next epoch opens (file reads, buffer fill) while the
+    consumer still has batches of the current one.
     """
     epoch, offset = divmod(pos, n)
     while True:
-        ds = read(epoch)
-        ds = ds.shuffle(buffer, seed=shuffle_seed(epoch), reshuffle_each_iteration=False)
-        base = epoch * n
-        ds = ds.enumerate().map(lambda i, ex, base=base: (i + base, ex))
-        ds = ds.skip(offset)  # raw records: nothing decoded yet
-        head = (-(base + offset)) % batch  # examples completing the previous epoch's batch
+        ds = None
+        for e in range(epoch, epoch + epochs_per_chunk):
+            d = read(e).shuffle(buffer, seed=shuffle_seed(e), reshuffle_each_iteration=False)
+            d = d.enumerate().map(lambda i, ex, base=e * n: (i + base, ex))
+            ds = d.skip(offset) if ds is None else ds.concatenate(d)  # raw: not decoded yet
+        start = epoch * n + offset
+        head = (-start) % batch  # examples completing the previous chunk's last batch
         parts = []
         if head:
-            parts.append(ds.take(head).map(augment, num_parallel_calls=tf.data.AUTOTUNE))
+            parts.append(ds.take(head))
             ds = ds.skip(head)
-        parts.append(ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE))
+        parts.append(ds)
         for part in parts:
-            part = part.batch(batch).prefetch(2).with_options(options)
-            yield from part.as_numpy_iterator()
-        epoch, offset = epoch + 1, 0
+            part = part.map(augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch)
+            yield from part.prefetch(ahead).with_options(options).as_numpy_iterator()
+        epoch, offset = epoch + epochs_per_chunk, 0
 
 
 def rebatch(pieces: Iterable[dict], batch: int) -> Iterator[dict[str, np.ndarray]]:
@@ -167,50 +171,3 @@ def rebatch(pieces: Iterable[dict], batch: int) -> Iterator[dict[str, np.ndarray
                 raise AssertionError("pieces must be cut at multiples of the batch size")
             yield carry
             carry = None
-
-
-def read_ahead(items: Iterator, depth: int) -> Iterator:
-    """``items`` produced by a background thread, at most ``depth`` ahead of the consumer.
-
-    The thread starts at the first ``next``; an error in it is raised to the consumer at
-    the item where it happened; closing (or dropping) the returned iterator stops it.
-    """
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            for item in items:
-                if not put((True, item)):
-                    return
-            put((False, None))
-        except BaseException as e:  # handed to the consumer, raised there
-            put((False, e))
-
-    def consume():
-        thread = threading.Thread(target=work, name="camjax-train-input", daemon=True)
-        thread.start()
-        try:
-            while True:
-                ok, item = q.get()
-                if ok:
-                    yield item
-                elif item is None:
-                    return
-                else:
-                    raise item
-        finally:
-            stop.set()
-
-    return consume()
