@@ -195,6 +195,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         ("seed", 0),
     ):
         _int(config, key, low)
+    for key in ("data.cache_decoded_mb", "cpu.devices"):  # absent from older saved configs
+        group, name = key.split(".")
+        if name in config.get(group, {}):
+            _int(config, key, 0)
     _one_of(config.model.name, "model.name", models.REGISTRY)
     _one_of(config.model.dtype, "model.dtype", DTYPES)
     _one_of(config.parallel, "parallel", RUNNERS)
