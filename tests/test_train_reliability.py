@@ -143,7 +143,7 @@ def test_a_nan_state_is_never_saved_and_the_run_resumes(tmp_path, fake_data, mon
         ("eval.metrics", ("max_box_acc_v3",), "unknown metric 'max_box_acc_v3'"),
         ("optimizer.learning_rate", float("nan"), "learning_rate must be a finite number"),
         ("cpu.devices", -1, "cpu.devices must be an integer >= 0"),
-        ("data.cache_decoded_mb", 2.5, "cache_decoded_mb must be an integer >= 0"),
+        ("data.cache_decoded_mb", -1, "cache_decoded_mb must be an integer >= 0"),
     ],
 )
 def test_bad_config_values_fail_before_any_work(tmp_path, key, value, message):
