@@ -4,6 +4,7 @@ a test; the numbers go into the README)
     python bench/extract_memory.py                  # 500 and 10,000 JPEGs, tiny_gap at 224
     python bench/extract_memory.py --counts 200,2000 --stall   # the read-ahead case
     python bench/extract_memory.py --large          # a 12000 x 12000 PNG
+    python bench/extract_memory.py --model efficientnet_lite0_gap --devices 8
 
 Each case runs in a fresh process and reports its peak resident set size
 (``ru_maxrss``). ``--model tiny_gap`` (random weights) keeps the 10,000-image case to a
@@ -45,7 +46,12 @@ def _loaded(model: str):
     from camjax.evaluation.loading import Loaded, load_named
 
     if model != "tiny_gap":
-        return load_named(model)
+        import dataclasses
+
+        from camjax import cpu
+
+        loaded = load_named(model)  # with the CPU depthwise, as camjax extract runs it
+        return dataclasses.replace(loaded, model=cpu.shifted_depthwise(loaded.model))
     net = models.create("tiny_gap", 10)
     shapes = jax.eval_shape(net.init, jax.random.key(0), np.zeros((1, 224, 224, 3)))
     rng = np.random.default_rng(0)
@@ -85,9 +91,10 @@ def child(mode: str, folder: str, model: str, extra: str) -> dict:
     return {"images": n, "peak_rss_mb": round(rss), "seconds": round(time.perf_counter() - t0)}
 
 
-def _run(*args: str) -> dict:
+def _run(*args: str, devices: int = 1) -> dict:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     res = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
-                         text=True, check=False)  # fmt: skip
+                         text=True, check=False, env=env)  # fmt: skip
     if res.returncode:
         raise SystemExit(res.stdout[-2000:] + res.stderr[-4000:])
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -97,6 +104,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--counts", default="500,10000")
     p.add_argument("--model", default="tiny_gap")
+    p.add_argument("--devices", type=int, default=1, help="simulated CPU devices")
     p.add_argument("--stall", action="store_true")
     p.add_argument("--large", action="store_true")
     p.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "camjax-mem"))
@@ -125,7 +133,7 @@ def main() -> None:
         folder = os.path.join(a.data_dir, str(n))
         make_jpegs(folder, n)
         mode = "stall" if a.stall else "extract"
-        r = _run(mode, folder, a.model, "")
+        r = _run(mode, folder, a.model, "", devices=a.devices)
         label = f"{n} files, stalled model (3 batches read)" if a.stall else f"{n} JPEGs"
         print(f"| {label} | {r['images']} | {r['peak_rss_mb']} | {r['seconds']} |")
 
