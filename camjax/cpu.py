@@ -164,15 +164,21 @@ class ShiftedDepthwiseConv(nn.Module):
         return y
 
 
-_NATIVE_ONLY = ("input_dilation", "kernel_dilation", "mask", "conv_general_dilated")
+_CONV_FIELDS = tuple(f.name for f in dataclasses.fields(nn.Conv) if f.init)
 
 
-def _conv(features: int, kernel_size: Sequence[int], **kwargs: Any) -> nn.Module:
-    """A ``ModuleDef``: grouped 2-D calls get :class:`ShiftedDepthwiseConv`."""
-    grouped = kwargs.get("feature_group_count", 1) > 1 and len(tuple(kernel_size)) == 2
-    if grouped and not any(kwargs.get(key) not in (None, 1) for key in _NATIVE_ONLY):
-        return ShiftedDepthwiseConv(features, tuple(kernel_size), **kwargs)
-    return nn.Conv(features, kernel_size, **kwargs)
+def _conv(*args: Any, **kwargs: Any) -> nn.Module:
+    """A ``ModuleDef`` taking ``nn.Conv``'s arguments (positional ones in its field order):
+    grouped 2-D calls get :class:`ShiftedDepthwiseConv`, every other one ``nn.Conv``."""
+    named = {**dict(zip(_CONV_FIELDS, args, strict=False)), **kwargs}
+    kernel_size = named.get("kernel_size", ())
+    two_d = len(tuple(kernel_size)) == 2 if isinstance(kernel_size, Sequence) else False
+    grouped = named.get("feature_group_count", 1) > 1 and two_d
+    own = {f.name for f in dataclasses.fields(ShiftedDepthwiseConv)}
+    other = {k: v for k, v in named.items() if k not in own}
+    if grouped and all(v in (None, 1) for v in other.values()):
+        return ShiftedDepthwiseConv(**{k: v for k, v in named.items() if k in own})
+    return nn.Conv(*args, **kwargs)
 
 
 def shifted_depthwise(model: nn.Module) -> nn.Module:

@@ -72,15 +72,6 @@ def lite0():
     return model, cpu.shifted_depthwise(model), x
 
 
-def test_lite0_variable_tree_unchanged():
-    model = models.create("efficientnet_lite0_gap", num_classes=1000)
-    x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
-    a = jax.eval_shape(model.init, jax.random.key(0), x)
-    b = jax.eval_shape(cpu.shifted_depthwise(model).init, jax.random.key(0), x)
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    assert jax.tree.leaves(a) == jax.tree.leaves(b)  # shapes and dtypes
-
-
 def test_lite0_variables_and_outputs_unchanged(lite0):
     model, shifted, x = lite0
     v = jax.jit(model.init)(jax.random.key(1), x)
@@ -142,6 +133,17 @@ def test_models_without_depthwise_convolutions_trace_the_same_program():
     a = jax.make_jaxpr(lambda v, x: model.apply(v, x))(v, x)
     b = jax.make_jaxpr(lambda v, x: shifted.apply(v, x))(v, x)
     assert str(a) == str(b)  # ... for a constructor that builds the same nn.Conv
+
+
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_every_registered_model_builds_with_it(name):
+    # Positional nn.Conv arguments (AlexNet's strides, ResNet's) go through unchanged.
+    model = models.create(name, num_classes=5)
+    x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+    a = jax.eval_shape(model.init, jax.random.key(0), x)
+    b = jax.eval_shape(cpu.shifted_depthwise(model).init, jax.random.key(0), x)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    assert jax.tree.leaves(a) == jax.tree.leaves(b)
 
 
 class _Grouped(nn.Module):
