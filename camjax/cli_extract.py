@@ -117,17 +117,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from camjax.evaluation.loading import config_from_checkpoints, load_named, load_trained
+    from camjax.evaluation.loading import load_named, load_trained
 
     if args.model:
         return load_named(args.model), args.model
+    config = None  # None: the config saved with the checkpoint, read in the same load
     if args.config:
         from camjax.train.config import load_config
 
         config = load_config(args.config)
-    else:
-        config = config_from_checkpoints(args.checkpoint or args.workdir)
-    return load_trained(config, args.workdir, checkpoint=args.checkpoint), config.model.name
+    loaded = load_trained(config, args.workdir, checkpoint=args.checkpoint)
+    return loaded, loaded.config.model.name
 
 
 def run(args: argparse.Namespace) -> int:
