@@ -112,31 +112,67 @@ def _read_voc(folder: str, one_based: bool) -> list[Annotation]:
 
 def _read_coco(path: str) -> list[Annotation]:
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a BOM (Windows editors) too
             doc = json.load(f)
-        images = {im["id"]: im["file_name"] for im in doc["images"]}
-        cats = {c["id"]: c["name"] for c in doc.get("categories", [])}
-        anns = doc["annotations"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(
-            f"{path}: not COCO JSON (images, annotations, categories): {e!r}"
-        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not COCO JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not COCO JSON (an object with images, annotations)")
+    images = {}
+    for k, im in enumerate(_list(doc, "images", path)):
+        if not isinstance(im, dict) or not _is_id(im.get("id")):
+            raise ValueError(f"{path} images[{k}]: needs an integer or string id, got {im!r:.80}")
+        if not isinstance(im.get("file_name"), str):
+            raise ValueError(f"{path} images[{k}]: file_name must be a string")
+        images[im["id"]] = im["file_name"]
+    cats = {}
+    for k, c in enumerate(_list(doc, "categories", path, required=False)):
+        if not isinstance(c, dict) or not _is_id(c.get("id")) or "name" not in c:
+            raise ValueError(f"{path} categories[{k}]: needs an id and a name, got {c!r:.80}")
+        cats[c["id"]] = c["name"]
     out = []
-    for k, a in enumerate(anns):
+    for k, a in enumerate(_list(doc, "annotations", path)):
         where = f"{path} annotation {k}"
-        if a.get("image_id") not in images:
-            raise ValueError(f"{where}: image_id {a.get('image_id')!r} is not in images")
+        if not isinstance(a, dict):
+            raise ValueError(f"{where}: must be an object, got {a!r:.80}")
+        image_id = a.get("image_id")
+        if not _is_id(image_id) or image_id not in images:
+            raise ValueError(f"{where}: image_id {image_id!r:.80} is not in images")
         cls = None
         if "category_id" in a:
-            if a["category_id"] not in cats:
-                raise ValueError(f"{where}: category_id {a['category_id']!r} is not in categories")
+            if not _is_id(a["category_id"]) or a["category_id"] not in cats:
+                raise ValueError(
+                    f"{where}: category_id {a['category_id']!r:.80} is not in categories"
+                )
             cls = str(cats[a["category_id"]])
         bbox = a.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4:
-            raise ValueError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox)):
+            raise ValueError(
+                f"{where}: bbox must be 4 numbers [x, y, width, height], got {bbox!r:.80}"
+            )
         x, y, w, h = (float(v) for v in bbox)
-        out.append(Annotation(images[a["image_id"]], cls, (x, y, x + w, y + h), where))
+        out.append(Annotation(images[image_id], cls, (x, y, x + w, y + h), where))
     return out
+
+
+def _list(doc: dict, key: str, path: str, required: bool = True) -> list:
+    """``doc[key]``, which must be a list (an absent optional key: empty)."""
+    if key not in doc and not required:
+        return []
+    value = doc.get(key)
+    if not isinstance(value, list):
+        kind = "missing" if key not in doc else f"a {type(value).__name__}"
+        raise ValueError(f"{path}: {key} must be a list, got {kind}")
+    return value
+
+
+def _is_id(value) -> bool:
+    # JSON ids are numbers or strings; a list or object cannot be looked up (unhashable).
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _column(fields: list[str], options: tuple[str, ...], path: str, required: bool = True):
@@ -154,23 +190,32 @@ def _column(fields: list[str], options: tuple[str, ...], path: str, required: bo
 def _read_csv(path: str, one_based: bool) -> list[Annotation]:
     if os.path.isdir(path):
         raise ValueError(f"CSV boxes must be a file, got the folder {path!r}")
+    try:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark.
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return _csv_rows(csv.DictReader(f), path, one_based)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def _csv_rows(reader: csv.DictReader, path: str, one_based: bool) -> list[Annotation]:
+    fields = list(reader.fieldnames or [])
+    image = _column(fields, ("image", "filename"), path)
+    corners = [
+        _column(fields, (a, b), path)
+        for a, b in (("x0", "xmin"), ("y0", "ymin"), ("x1", "xmax"), ("y1", "ymax"))
+    ]
+    cls_col = _column(fields, ("class", "label"), path, required=False)
     out = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = list(reader.fieldnames or [])
-        image = _column(fields, ("image", "filename"), path)
-        corners = [
-            _column(fields, (a, b), path)
-            for a, b in (("x0", "xmin"), ("y0", "ymin"), ("x1", "xmax"), ("y1", "ymax"))
-        ]
-        cls_col = _column(fields, ("class", "label"), path, required=False)
-        for k, row in enumerate(reader, start=2):  # line 1 is the header
-            where = f"{path} line {k}"
-            vals = [row[c] for c in corners]
-            try:
-                box = _inclusive(*vals, one_based)
-            except (TypeError, ValueError):
-                raise ValueError(f"{where}: box {vals} is not numeric") from None
-            cls = row[cls_col].strip() if cls_col and row[cls_col] else None
-            out.append(Annotation(row[image].strip(), cls, box, where))
+    for k, row in enumerate(reader, start=2):  # line 1 is the header
+        where = f"{path} line {k}"
+        vals = [row[c] for c in corners]
+        try:
+            box = _inclusive(*vals, one_based)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: box {vals} is not numeric") from None
+        if not (row[image] or "").strip():
+            raise ValueError(f"{where}: no image name in column {image!r}")
+        cls = row[cls_col].strip() if cls_col and row[cls_col] else None
+        out.append(Annotation(row[image].strip(), cls, box, where))
     return out

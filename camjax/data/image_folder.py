@@ -12,8 +12,19 @@ Layouts (``data.folder.root``), the torchvision / TFDS ImageFolder ones:
 
 Class names are the class folder names (or the box file's classes), sorted (label ``i`` =
 ``i``-th name), over all splits. Images: ``.jpg .jpeg .png .bmp .gif`` (what TensorFlow
-decodes), searched recursively inside a class folder, read as stored (no EXIF rotation).
-Other files are ignored.
+decodes), searched recursively inside a class folder. Other files are ignored.
+
+Orientation: one rule for training, evaluation and extraction. The EXIF orientation is
+applied (as PIL's ``ImageOps.exif_transpose`` and :mod:`camjax.files.images` do): the
+index reads each image's header (:mod:`camjax.data.headers`) and the pipeline rotates
+or mirrors the decoded pixels upright. Boxes and masks are in the upright frame: a box
+drawn on the photo as a viewer shows it, a mask the upright image's size.
+
+Bad files: an image file TensorFlow could not decode (a text file named ``.jpg``, an
+empty or truncated file) is found when the folder is indexed, left out, logged and
+listed in ``FolderBuilder.skipped`` (``DatasetInfo.skipped``; training writes the list to
+``<workdir>/skipped_images.tsv``), with its boxes. A class left without images is an
+error.
 
 Boxes (``data.folder.boxes``): a box file read by :mod:`camjax.data.box_files`. A box's
 image reference matches an image by its path relative to ``root`` or to its split folder,
@@ -33,7 +44,7 @@ the pipeline's (:mod:`camjax.data.pipeline`).
 
 from __future__ import annotations
 
-import collections
+import hashlib
 import logging
 import os
 import types
@@ -43,131 +54,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from camjax.data import box_files
+from camjax.data import box_files, headers
+from camjax.data import folder_layout as layout
 from camjax.data.source import Source
 
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# Image files TensorFlow cannot decode: an error, not silently left out of the data set.
-UNREADABLE = (".webp", ".tif", ".tiff", ".heic", ".avif")
-
-
-def _keep(dirpath: str, name: str) -> bool:
-    low = name.lower()
-    if low.endswith(UNREADABLE):
-        raise ValueError(
-            f"{os.path.join(dirpath, name)!r}: training reads {' '.join(EXTENSIONS)} only; "
-            "convert it (e.g. to .png)"
-        )
-    return low.endswith(EXTENSIONS)
-
-
+EXTENSIONS = layout.EXTENSIONS
 FLAT_SPLITS = ("train", "validation")
-
-
-def _visible(names):
-    return sorted(n for n in names if not n.startswith("."))
-
-
-def _subdirs(path: str) -> list[str]:
-    return [n for n in _visible(os.listdir(path)) if os.path.isdir(os.path.join(path, n))]
-
-
-def _has_images(path: str) -> bool:
-    return any(
-        n.lower().endswith(EXTENSIONS + UNREADABLE) and os.path.isfile(os.path.join(path, n))
-        for n in os.listdir(path)
-    )
-
-
-def _images(class_dir: str) -> list[str]:
-    """Image files under ``class_dir`` (recursive), sorted."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        dirnames[:] = _visible(dirnames)
-        out += [os.path.join(dirpath, n) for n in _visible(filenames) if _keep(dirpath, n)]
-    if not out:
-        raise ValueError(f"class folder {class_dir!r} has no images ({' '.join(EXTENSIONS)})")
-    return sorted(out)
-
-
-def _split_dirs(root: str) -> dict[str, str] | str | None:
-    """``{split: folder}`` for the split layout, None for the class layout, ``"images"``
-    for images directly in the root (classes from the box file)."""
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"data.folder.root {root!r} is not a folder")
-    children = _subdirs(root)
-    if _has_images(root):
-        if children:
-            raise ValueError(
-                f"{root!r} holds both images and folders ({children[0]}); use root/<class>/"
-                "<image>, or root/<image> with the classes in the box file"
-            )
-        return "images"
-    if not children:
-        raise ValueError(f"data.folder.root {root!r} has no class folders")
-    flat = [c for c in children if _has_images(os.path.join(root, c))]
-    empty = [c for c in children if c not in flat and not _subdirs(os.path.join(root, c))]
-    if empty:
-        kind = "class" if flat else "split"
-        raise ValueError(f"{kind} folder {os.path.join(root, empty[0])!r} has no images")
-    if flat and len(flat) < len(children):
-        nested = sorted(set(children) - set(flat))
-        raise ValueError(
-            f"{root!r} mixes class folders with images ({flat[0]}) and folders without "
-            f"images ({nested[0]}); use root/<class>/<image> or root/<split>/<class>/<image>"
-        )
-    return None if flat else {c: os.path.join(root, c) for c in children}
-
-
-def _finder(root: str, paths: list[str], bases: list[str]):
-    """``find(annotation) -> index into paths`` by the aliases of the module docstring;
-    an unknown or ambiguous reference is an error naming the box file's line."""
-    aliases = collections.defaultdict(set)
-    for i, (p, base) in enumerate(zip(paths, bases, strict=True)):
-        rels = {os.path.relpath(p, b).replace(os.sep, "/") for b in (root, base)}
-        for rel in rels | {os.path.basename(p)}:
-            aliases[rel].add(i)
-            aliases[os.path.splitext(rel)[0]].add(i)
-
-    def find(a: box_files.Annotation) -> int:
-        hits = aliases.get(a.image.replace("\\", "/").removeprefix("./"), set())
-        if not hits:
-            raise ValueError(f"{a.where}: image {a.image!r} is not in {root}")
-        if len(hits) > 1:
-            names = ", ".join(sorted(os.path.relpath(paths[i], root) for i in hits)[:3])
-            raise ValueError(f"{a.where}: image {a.image!r} is ambiguous ({names}); use its path")
-        return next(iter(hits))
-
-    return find
-
-
-def _classes_from_boxes(root: str, anns) -> dict[str, list[str]]:
-    """root/<image> layout: ``{class: [image, ...]}`` from the box file's classes, sorted;
-    every image needs boxes, all of one class."""
-    if anns is None:
-        raise ValueError(
-            f"{root!r} holds images but no class folders: give data.folder.boxes with classes, "
-            "or use root/<class>/<image>"
-        )
-    paths = sorted(os.path.join(root, n) for n in _visible(os.listdir(root)) if _keep(root, n))
-    find = _finder(root, paths, [root] * len(paths))
-    cls: dict[int, str] = {}
-    for a in anns:
-        i = find(a)
-        if a.cls is None:
-            raise ValueError(f"{a.where}: no class, and {root!r} has no class folders")
-        if cls.setdefault(i, a.cls) != a.cls:
-            raise ValueError(
-                f"{a.where}: image {a.image!r} has boxes of classes {cls[i]!r} and {a.cls!r}; "
-                "an image has one class"
-            )
-    missing = [p for i, p in enumerate(paths) if i not in cls]
-    if missing:
-        raise ValueError(f"image {missing[0]!r} has no box in the box file, so no class")
-    out: dict[str, list[str]] = {}
-    for i in sorted(cls, key=lambda i: (cls[i], paths[i])):
-        out.setdefault(cls[i], []).append(paths[i])
-    return dict(sorted(out.items()))
 
 
 class FolderBuilder:
@@ -177,35 +69,54 @@ class FolderBuilder:
         root = os.path.abspath(os.path.expanduser(fc.root))
         self.root = root
         self.has_masks = bool(fc.get("masks"))
-        splits = _split_dirs(root)
+        self.headers: dict[str, headers.Header] = {}
+        self.skipped: list[tuple[str, str]] = []  # (path, why TensorFlow cannot decode it)
+        self._skipped_base: dict[str, str] = {}
+        splits = layout.split_dirs(root)
         anns = None
         if fc.get("boxes"):
             anns = box_files.read(fc.boxes, fc.get("box_format", "auto"), bool(fc.get("one_based")))
+        self.val_fraction: float | None = float(fc.get("val_fraction", 0.1))
         if splits == "images":
-            per_class, splits = _classes_from_boxes(root, anns), None
+            self.layout, candidates = "root/<image>", layout.root_images(root)
+            self._read_headers(candidates, root)
+            good = [p for p in candidates if p in self.headers]
+            per_class = layout.classes_from_boxes(root, anns, good, self._skipped_base)
+            splits = None
         elif splits is None:
-            per_class = {c: _images(os.path.join(root, c)) for c in _subdirs(root)}
+            self.layout = "root/<class>/<image>"
+            per_class = {c: layout.images(os.path.join(root, c)) for c in layout.subdirs(root)}
+            self._read_headers([p for ps in per_class.values() for p in ps], root)
+            per_class = {
+                c: self._readable(ps, os.path.join(root, c)) for c, ps in per_class.items()
+            }
         if splits is None:
             self.class_names = tuple(per_class)
-            files = self._divide(per_class, float(fc.get("val_fraction", 0.1)), fc)
+            files = self._divide(per_class, self.val_fraction, fc)
         else:
-            per_split = {
-                s: {c: _images(os.path.join(d, c)) for c in _subdirs(d)} for s, d in splits.items()
-            }
+            self.layout, self.val_fraction = "root/<split>/<class>/<image>", None
+            per_split = {}
+            for s, d in splits.items():
+                found = {c: layout.images(os.path.join(d, c)) for c in layout.subdirs(d)}
+                self._read_headers([p for ps in found.values() for p in ps], d)
+                per_split[s] = {
+                    c: self._readable(ps, os.path.join(d, c)) for c, ps in found.items()
+                }
             self.class_names = tuple(sorted({c for v in per_split.values() for c in v}))
             label = {c: i for i, c in enumerate(self.class_names)}
             files = {
                 s: [(p, label[c]) for c, ps in v.items() for p in ps] for s, v in per_split.items()
             }
-        seed = int(fc.get("split_seed", 0))
+        self.split_seed = int(fc.get("split_seed", 0))
         self.split_names = [s for s in files if files[s]]
         rows = []  # (path, label, split folder)
         for k, s in enumerate(self.split_names):
-            order = np.random.default_rng([seed, 1, k]).permutation(len(files[s]))
+            order = np.random.default_rng([self.split_seed, 1, k]).permutation(len(files[s]))
             base = root if splits is None else splits[s]
             rows += [(files[s][i][0], files[s][i][1], base) for i in order]
         self.paths = [r[0] for r in rows]
         self.labels = np.array([r[1] for r in rows], np.int64)
+        self.orientations = np.array([self.headers[p].orientation for p in self.paths], np.int32)
         counts = [len(files[s]) for s in self.split_names]
         self.start = dict(zip(self.split_names, np.cumsum([0, *counts])[:-1].tolist(), strict=True))
         self.info = types.SimpleNamespace(
@@ -216,13 +127,60 @@ class FolderBuilder:
                 ]
             )
         )
-        sizes = self._sizes() if fc.get("boxes") or self.has_masks else None
+        sizes = [self.headers[p].size for p in self.paths]  # upright (width, height)
         self.mask_paths = self._masks(fc.masks, sizes) if self.has_masks else [""] * len(rows)
         boxes = [[] for _ in rows]
         if anns is not None:
             boxes = self._boxes(anns, [r[2] for r in rows], sizes, max_boxes)
         self.box_splits = np.cumsum([0] + [len(b) for b in boxes]).astype(np.int64)
         self.box_flat = np.array([b for bs in boxes for b in bs], np.float32).reshape(-1, 4)
+
+    def _read_headers(self, paths: list[str], base: str) -> None:
+        """Headers of ``paths`` into ``self.headers``; the undecodable ones are skipped."""
+        good, bad = headers.read_headers(paths)
+        self.headers.update(good)
+        for path, why in bad:
+            logging.warning("skipping image %r: %s", path, why)
+            self.skipped.append((path, why))
+            self._skipped_base[path] = base
+        if bad:
+            logging.warning(
+                "skipped %d of %d image files that TensorFlow cannot decode under %s",
+                len(bad),
+                len(paths),
+                base,
+            )
+
+    def _readable(self, paths: list[str], class_dir: str) -> list[str]:
+        out = [p for p in paths if p in self.headers]
+        if not out:
+            path, why = next((p, w) for p, w in self.skipped if p in set(paths))
+            raise ValueError(
+                f"class folder {class_dir!r} has no image TensorFlow can decode "
+                f"({len(paths)} skipped, e.g. {os.path.basename(path)!r}: {why})"
+            )
+        return out
+
+    def identity(self, train_split: str) -> dict:
+        """What a training checkpoint records of this data set (``checkpoint.fingerprint``):
+        the class names in label order, the split rule, and the files as a hash of their
+        sorted paths relative to the root with their classes (not the root's own path, so
+        a moved folder still resumes)."""
+        lines = sorted(
+            f"{self._rel(p)}\t{self.class_names[k]}"
+            for p, k in zip(self.paths, self.labels, strict=True)
+        )
+        digest = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+        return {
+            "data_classes": list(self.class_names),
+            "data_split": {
+                "layout": self.layout,
+                "train_split": str(train_split),
+                "val_fraction": self.val_fraction,
+                "split_seed": self.split_seed,
+            },
+            "data_files": f"{len(lines)} images, sha256 {digest[:16]}",
+        }
 
     def _divide(self, per_class, val_fraction: float, fc) -> dict[str, list]:
         if not 0.0 <= val_fraction < 1.0:
@@ -238,16 +196,6 @@ class FolderBuilder:
 
     def _rel(self, path: str, base: str | None = None) -> str:
         return os.path.relpath(path, base or self.root).replace(os.sep, "/")
-
-    def _sizes(self) -> list[tuple[int, int]]:
-        out = []
-        for p in self.paths:
-            try:
-                with Image.open(p) as im:
-                    out.append(im.size)  # (width, height) of the stored pixels
-            except (OSError, ValueError) as e:
-                raise ValueError(f"cannot read image {p!r}: {e}") from None
-        return out
 
     def _masks(self, folder: str, sizes) -> list[str]:
         folder = os.path.abspath(os.path.expanduser(folder))
@@ -265,26 +213,33 @@ class FolderBuilder:
                 raise ValueError(f"cannot read mask {m!r}: {e}") from None
             if msize != size:
                 raise ValueError(
-                    f"mask {m!r} is {msize[0]}x{msize[1]}, its image {size[0]}x{size[1]}"
+                    f"mask {m!r} is {msize[0]}x{msize[1]}, its image {size[0]}x{size[1]} "
+                    "(upright, EXIF orientation applied)"
                 )
             out.append(m)
         return out
 
     def _boxes(self, anns, bases, sizes, max_boxes: int) -> list[list[list[float]]]:
-        find = _finder(self.root, self.paths, bases)
+        skipped = list(self._skipped_base)
+        find = layout.finder(
+            self.root, self.paths + skipped, bases + [self._skipped_base[p] for p in skipped]
+        )
         known = set(self.class_names)
         out = [[] for _ in self.paths]
         for a in anns:
             i = find(a)
+            if i >= len(self.paths):  # an undecodable image, left out with its boxes
+                continue
             if a.cls is not None and a.cls not in known:
                 some = ", ".join(self.class_names[:5]) + (", ..." if len(known) > 5 else "")
                 raise ValueError(f"{a.where}: class {a.cls!r} is not a class folder ({some})")
             w, h = sizes[i]
             left, top, right, bottom = a.box
             if not (0 <= left < right <= w and 0 <= top < bottom <= h):
+                turned = " (upright, EXIF applied)" if self.orientations[i] > 1 else ""
                 raise ValueError(
                     f"{a.where}: box edges ({left:g}, {top:g}, {right:g}, {bottom:g}) are empty "
-                    f"or outside the {w}x{h} image {self._rel(self.paths[i])!r}"
+                    f"or outside the {w}x{h}{turned} image {self._rel(self.paths[i])!r}"
                 )
             if a.cls is None or a.cls == self.class_names[self.labels[i]]:
                 out[i].append([top / h, left / w, bottom / h, right / w])
@@ -322,6 +277,9 @@ class FolderBuilder:
         labels = tf.constant(self.labels if len(self.labels) else [0], tf.int64)
         flat, splits = tf.constant(self.box_flat), tf.constant(self.box_splits)
         has_masks = self.has_masks
+        # Only where some image is stored turned: the pipeline then rotates it upright.
+        turned = bool((self.orientations > 1).any())
+        orientations = tf.constant(self.orientations if turned else [1], tf.int32)
 
         def fn(r):
             ex = {
@@ -331,6 +289,8 @@ class FolderBuilder:
             }
             if has_masks:
                 ex["mask"] = tf.io.read_file(tf.gather(masks, r))
+            if turned:
+                ex["orientation"] = tf.gather(orientations, r)
             return ex
 
         ds = tf.data.Dataset.from_tensor_slices(rows).map(fn, num_parallel_calls=tf.data.AUTOTUNE)
@@ -350,7 +310,7 @@ def _fingerprint(fc, max_boxes: int) -> tuple:
         top = fc.get(key)
         if top and os.path.exists(os.path.expanduser(top)):
             for dirpath, dirnames, _ in os.walk(os.path.expanduser(top), followlinks=True):
-                dirnames[:] = _visible(dirnames)
+                dirnames[:] = layout.visible(dirnames)
                 stamps.append(os.stat(dirpath).st_mtime_ns)
             stamps.append(os.stat(os.path.expanduser(top)).st_mtime_ns)
     return (tuple(sorted((k, str(v)) for k, v in fc.items())), max_boxes, tuple(stamps))
@@ -376,6 +336,7 @@ def mask_values(mask: tf.Tensor) -> tf.Tensor:
 SOURCE = Source(
     builder=builder,
     class_names=lambda data_cfg, b: list(b.class_names),
+    identity=lambda data_cfg, b: b.identity(data_cfg.train_split),
     standardize=lambda ds, data_cfg, split: ds,
     decoders=dict,
     has_masks=lambda data_cfg: bool(data_cfg.folder.get("masks")),

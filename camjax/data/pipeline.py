@@ -64,6 +64,10 @@ class DatasetInfo:
     image_size: int
     num_examples: dict[str, int]
     has_masks: bool
+    # Image files left out because TensorFlow cannot decode them: (path, reason).
+    skipped: tuple[tuple[str, str], ...] = ()
+    # The data's fingerprint fields for training checkpoints (Source.identity), or None.
+    identity: dict | None = None
 
 
 def _source(data_cfg) -> Source:
@@ -87,7 +91,11 @@ def info(data_cfg) -> DatasetInfo:
         sizes = {name: int(s.num_examples) for name, s in b.info.splits.items()}
     names = tuple(src.class_names(data_cfg, b))
     masks = _has_masks(src, data_cfg)
-    return DatasetInfo(len(names), names, int(data_cfg.image_size), dict(sizes), masks)
+    skipped = tuple(tuple(x) for x in getattr(b, "skipped", ()))
+    identity = src.identity(data_cfg, b)
+    return DatasetInfo(
+        len(names), names, int(data_cfg.image_size), dict(sizes), masks, skipped, identity
+    )
 
 
 def _process(process_index, process_count) -> tuple[int, int]:
@@ -181,7 +189,19 @@ def _train_map(src: Source, data_cfg, aug_seed: int):
     def fn(position, ex):
         seed = tf.stack([tf.constant(aug_seed, tf.int64), position])
         mask = _decode_mask(src, ex["mask"]) if _has_masks(src, data_cfg) else None
-        img, px, keep, m = augment(ex["image"], ex["boxes"], mask, size, seed)
+
+        def run(image):
+            out = augment(image, ex["boxes"], mask, size, seed)
+            return out if mask is not None else out[:3]
+
+        if "orientation" in ex:  # stored turned: augment the upright pixels
+            # Images stored upright keep the encoded path (e.g. decode_and_crop_jpeg).
+            out = tf.cond(
+                ex["orientation"] > 1, lambda: run(_upright(ex)), lambda: run(ex["image"])
+            )
+        else:
+            out = run(ex["image"])
+        img, px, keep, m = (*out, None) if mask is None else out
         return preprocess.finalize(
             img,
             px,
@@ -278,12 +298,18 @@ def cache_size(src: Source, b, data_cfg, n: int) -> int | None:
     return size if stream.fits(size, limit) else None
 
 
+def _upright(ex: dict) -> tf.Tensor:
+    """The example's decoded image, turned upright by its EXIF ``orientation`` if any."""
+    image = preprocess.decode(ex["image"])
+    return preprocess.upright(image, ex["orientation"]) if "orientation" in ex else image
+
+
 def _cache_decode(masks: bool):
     """Common-form example -> decoded uint8 image (and mask pixels; the source's mask
     values are applied by the train map, once)."""
 
     def fn(ex):
-        out = {"image": preprocess.decode(ex["image"]), "label": ex["label"], "boxes": ex["boxes"]}
+        out = {"image": _upright(ex), "label": ex["label"], "boxes": ex["boxes"]}
         if masks:
             out["mask"] = _mask_pixels(ex["mask"])
         return out
@@ -297,7 +323,7 @@ def _eval_map(src: Source, data_cfg, size: int | None = None, original: bool = F
 
     def fn(ex):
         mask = _decode_mask(src, ex["mask"]) if _has_masks(src, data_cfg) else None
-        image = preprocess.decode(ex["image"])
+        image = _upright(ex)
         img, px, keep, m = preprocess.eval_resize(image, ex["boxes"], mask, size)
         out = preprocess.finalize(
             img,

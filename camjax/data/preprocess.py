@@ -142,6 +142,31 @@ def decode(image: tf.Tensor) -> tf.Tensor:
     return image
 
 
+def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """A decoded ``[h, w, c]`` image turned by its EXIF ``orientation`` (1..8) as PIL's
+    ``ImageOps.exif_transpose`` does: 2 mirror, 3 turn 180, 4 flip, 5 transpose, 6 turn
+    90 clockwise, 7 transverse, 8 turn 90 counter-clockwise; other values: unchanged."""
+    image = tf.convert_to_tensor(image)
+
+    def transpose(x):
+        return tf.transpose(x, [1, 0, 2])
+
+    branches = [
+        lambda: image,
+        lambda: tf.reverse(image, [1]),
+        lambda: tf.reverse(image, [0, 1]),
+        lambda: tf.reverse(image, [0]),
+        lambda: transpose(image),
+        lambda: tf.reverse(transpose(image), [1]),
+        lambda: tf.reverse(transpose(image), [0, 1]),
+        lambda: tf.reverse(transpose(image), [0]),
+    ]
+    index = tf.where((orientation >= 1) & (orientation <= 8), orientation - 1, 0)
+    out = tf.switch_case(tf.cast(index, tf.int32), branches)
+    out.set_shape([None, None, image.shape[-1]])
+    return out
+
+
 def eval_resize(image, boxes, mask, size: int, antialias: bool = True):
     """Whole image -> ``size x size``; normalised boxes are unchanged by a full resize.
 

@@ -30,6 +30,12 @@ class Source:
       ``has_masks``).
     - ``split_sizes(data_cfg)``: examples per split without preparing, or None to read
       them from the prepared builder.
+    - ``identity(data_cfg, builder)``: what a training checkpoint records of the data
+      beyond its name (``data_*`` fingerprint fields: classes, split rule, files), or
+      None for data sets a name and version identify.
+
+    An example may also carry ``orientation`` (int32 EXIF orientation 1..8): the pipeline
+    then turns the decoded image upright (``preprocess.upright``) before anything else.
     """
 
     builder: Callable[[Any], Any]
@@ -39,3 +45,4 @@ class Source:
     has_masks: bool | Callable[[Any], bool]  # or a function of data_cfg
     mask_values: Callable[[tf.Tensor], tf.Tensor] | None = None
     split_sizes: Callable[[Any], dict[str, int] | None] = lambda data_cfg: None
+    identity: Callable[[Any, Any], dict | None] = lambda data_cfg, b: None

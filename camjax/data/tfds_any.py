@@ -73,6 +73,22 @@ def _resolve(data_cfg, features) -> dict[str, list[str] | None]:
     return out
 
 
+def identity(data_cfg, b: TfdsBuilder) -> dict:
+    """What a training checkpoint records of the data set (``checkpoint.fingerprint``):
+    the class names in label order, the split rule (the training split and the feature
+    keys) and the data set's identity (TFDS full name with version, examples per split)."""
+    tc = _tc(data_cfg)
+    sizes = ", ".join(f"{k} {int(v.num_examples)}" for k, v in sorted(b.info.splits.items()))
+    return {
+        "data_classes": list(b.class_names),
+        "data_split": {
+            "train_split": str(data_cfg.train_split),
+            **{f"{role}_key": tc.get(f"{role}_key") or default for role, default in ROLES},
+        },
+        "data_files": f"{b.info.full_name}: {sizes}",
+    }
+
+
 def _get(ex, parts: list[str]):
     for part in parts:
         ex = ex[part]
@@ -146,6 +162,7 @@ def mask_values(mask: tf.Tensor) -> tf.Tensor:
 SOURCE = Source(
     builder=builder,
     class_names=lambda data_cfg, b: list(b.class_names),
+    identity=identity,
     standardize=lambda ds, data_cfg, split: ds,  # TfdsBuilder.as_dataset did it
     decoders=dict,  # TfdsBuilder.as_dataset sets them from data_cfg
     has_masks=lambda data_cfg: bool(_tc(data_cfg).get("mask_key")),

@@ -83,7 +83,9 @@ class PixelBudget:
             self._cv.notify_all()
 
 
-def _orientation(img: Image.Image) -> int:
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1..8) of an opened image, 1 where there is none: the one rule
+    of training, evaluation and extraction (``camjax.data.headers``)."""
     # Pillow's PNG getexif() decodes the whole image to look for an eXIf chunk after the
     # pixels; only EXIF found in the header is used for PNGs.
     if img.format == "PNG" and "exif" not in img.info:
@@ -126,7 +128,7 @@ def read_image(
                 f"{w0}x{h0} image needs {w0 * h0 / 1e6:.1f} MP decoded, above the "
                 f"{max_pixels / 1e6:.0f} MP limit (--max-megapixels)"
             )
-        orient = _orientation(img)
+        orient = exif_orientation(img)
         upright = (w0, h0) if orient < 5 else (h0, w0)  # (W, H) as shown
         if size is None:
             want = upright
@@ -185,6 +187,7 @@ __all__ = [
     "NORMALIZATIONS",
     "PixelBudget",
     "TooLarge",
+    "exif_orientation",
     "input_range",
     "normalize",
     "read_image",
