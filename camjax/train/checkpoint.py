@@ -45,17 +45,27 @@ class CheckpointSaveError(RuntimeError):
     """Writing a checkpoint failed (possibly in the background)."""
 
 
-def fingerprint(config: ml_collections.ConfigDict, num_classes: int, params: Any) -> dict:
+def fingerprint(
+    config: ml_collections.ConfigDict,
+    num_classes: int,
+    params: Any,
+    data_identity: dict | None = None,
+) -> dict:
     """Everything that gives the saved state its meaning; a resume must agree on all of it.
 
     The model (name, kwargs, compute dtype, parameter shapes: ``params_sha`` hashes
     every leaf's path, shape and dtype, so any architecture change is caught), the
     classes, the data set and its generator config, the input size and normalization,
-    and the run's seed. Learning rate, step count, batch size, logging and data paths
-    may change between runs (e.g. to train longer).
+    and the run's seed. For data sets that a name does not identify (``folder``,
+    ``tfds``), ``data_identity`` (``DatasetInfo.identity``) adds ``data_classes`` (names
+    in label order), ``data_split`` (the split rule: layout, training split,
+    ``val_fraction``, ``split_seed``; TFDS feature keys) and ``data_files`` (a hash of
+    the sorted file list relative to the root, so a moved folder still resumes; TFDS:
+    full name, version, examples per split). Learning rate, step count, batch size,
+    logging and data paths may change between runs (e.g. to train longer).
     """
     shapes = config.data.get("shapes")
-    return {
+    out = {
         "model": str(config.model.name),
         "model_kwargs": json.loads(config.model.kwargs.to_json()),
         "num_classes": int(num_classes),
@@ -71,23 +81,45 @@ def fingerprint(config: ml_collections.ConfigDict, num_classes: int, params: Any
         "normalization": str(config.data.normalization),
         "seed": int(config.seed),
     }
+    out.update(json.loads(json.dumps(data_identity or {})))  # as the metadata reads back
+    return out
+
+
+def _shown(value: Any, other: Any) -> str:
+    """``value`` for a one-line message: long lists by their first difference."""
+    if isinstance(value, list) and isinstance(other, list) and len(repr(value)) > 120:
+        i = next((k for k, (a, b) in enumerate(zip(value, other, strict=False)) if a != b), None)
+        at = f", [{i}] = {value[i]!r}" if i is not None else ""
+        return f"{len(value)} entries{at}"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def check_fingerprint(saved: dict, expected: dict, where: str) -> None:
     """Raise :class:`CheckpointMismatchError` naming every field that differs.
 
-    Fields a checkpoint does not record (those of camjax 0.1.0 lack all but the model's)
-    are not compared.
+    Fields a checkpoint does not record (those of camjax 0.1.0 lack all but the model's;
+    those written before issue #24 lack the ``data_*`` fields) are not compared: such a
+    checkpoint resumes with a warning that its data cannot be checked.
     """
     diffs = [
-        f"{k}: checkpoint has {saved[k]!r}, config gives {expected[k]!r}"
+        f"{k}: checkpoint has {_shown(saved[k], expected[k])}, "
+        f"config gives {_shown(expected[k], saved[k])}"
         for k in expected
         if k in saved and saved[k] != expected[k]
     ]
     if diffs:
         raise CheckpointMismatchError(
-            f"the {where} was written for a different model/config ({'; '.join(diffs)}). "
-            "Use another --workdir or the config it was trained with."
+            f"the {where} was written for a different model/config/data ({'; '.join(diffs)}). "
+            "Use another --workdir or the config and data it was trained with."
+        )
+    unchecked = sorted(k for k in expected if k.startswith("data_") and k not in saved)
+    if unchecked:
+        print(
+            f"warning: the {where} predates data fingerprints ({', '.join(unchecked)} not "
+            "recorded): resuming without checking that the data set is the same",
+            file=sys.stderr,
+            flush=True,
         )
 
 
@@ -218,8 +250,15 @@ class Checkpointer:
         except Exception as e:
             raise self._error(self._pending, e) from e
 
-    def save(self, step: int, state: Any, config: ml_collections.ConfigDict) -> bool:
-        """Save the host ``state`` (numpy leaves) as ``step``, with its digests."""
+    def save(
+        self,
+        step: int,
+        state: Any,
+        config: ml_collections.ConfigDict,
+        extra: dict | None = None,
+    ) -> bool:
+        """Save the host ``state`` (numpy leaves) as ``step``, with its digests (and
+        ``extra`` metadata entries, e.g. the divergence guard's)."""
         from camjax.train.step import replicate_global
 
         self.check()
@@ -231,6 +270,7 @@ class Checkpointer:
         }
         if self.network is not None:
             meta["network"] = self.network.to_json()
+        meta.update(extra or {})
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(replicate_global(state)), meta=ocp.args.JsonSave(meta)
         )

@@ -75,9 +75,17 @@ def load_checked(path: str, overrides: dict[str, Any] | None = None) -> ml_colle
     return config
 
 
+# Floats Python's literal syntax lacks: ``--config.optimizer.learning_rate=nan`` is a
+# float (then refused by ``validate`` with one line where a finite value is needed).
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+
+
 def parse_value(text: str) -> Any:
     """A command-line value: a Python literal (``3``, ``0.1``, ``(4, 8)``, ``None``,
-    ``True``) or else the string itself."""
+    ``True``), ``nan``/``inf``/``-inf`` (any case: floats), or else the string itself."""
+    special = NON_FINITE.get(text.strip().lower().replace("infinity", "inf"))
+    if special is not None:
+        return special
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -97,6 +105,8 @@ def _set(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
         raise KeyError(f"unknown config key {key!r}")
     if leaf in node and isinstance(node[leaf], tuple) and isinstance(value, list):
         value = tuple(value)
+    if leaf in node and isinstance(node[leaf], str) and isinstance(value, float):
+        value = str(value) if not math.isfinite(value) else value  # a string field: "nan"
     try:
         node[leaf] = value
     except (TypeError, ValueError) as e:
@@ -208,6 +218,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     lr = config.optimizer.learning_rate
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < 0:
         raise ValueError(f"optimizer.learning_rate must be a finite number >= 0, got {lr!r}")
+    for key, value in config.optimizer.items():  # momentum, weight decay, multipliers, ...
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"optimizer.{key} must be a finite number, got {value!r}")
     for key in ("metrics", "train_metrics"):
         if key in config.eval:
             registry.check_names(config.eval[key])

@@ -19,16 +19,14 @@ import ml_collections
 import numpy as np
 
 from camjax.evaluation import network
-from camjax.train import checkpoint, distributed, optimizer, progress, state, step
+from camjax.train import checkpoint, distributed, guard, optimizer, progress, state, step
 from camjax.train import config as config_lib
 from camjax.train.evaluation import _batches as eval_batches
 from camjax.train.evaluation import evaluate, predictor
 
 DTYPES = network.DTYPES
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss, or the state about to be saved, became NaN or infinite."""
+NonFiniteLossError = guard.NonFiniteLossError  # the public name since camjax 0.1
+SKIPPED_LIST = "skipped_images.tsv"  # in the workdir: image files the data set left out
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
@@ -49,41 +47,6 @@ def initial_state(config, model, tx, image_size: int) -> state.TrainState:
 
         variables = pretrained.load_into(config.model.name, config.init_from, variables)
     return state.create_train_state(variables, tx)
-
-
-def _check_finite(losses: list[tuple[int, Any]]) -> None:
-    """Raise on the first non-finite loss among ``(step, loss)`` pairs since the last check."""
-    if not losses:
-        return
-    values = np.asarray(jax.device_get([loss for _, loss in losses]), np.float64)
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        s, v = losses[bad[0]][0], values[bad[0]]
-        raise NonFiniteLossError(
-            f"training loss is {v} at step {s}; stopped without saving (the last good "
-            "checkpoint is kept). Lower optimizer.learning_rate or check the input data."
-        )
-
-
-def _check_state_finite(host: state.TrainState, at: int, latest: int | None) -> None:
-    """Raise if any array of the state about to be saved holds NaN or inf.
-
-    The loss of step ``s`` is computed before its update, so a finite loss does not
-    make the updated state finite: this check is what keeps NaN out of checkpoints.
-    """
-    leaves = jax.tree_util.tree_flatten_with_path(host)[0]
-    bad = [
-        jax.tree_util.keystr(p)
-        for p, x in leaves
-        if np.issubdtype(np.asarray(x).dtype, np.inexact) and not np.isfinite(x).all()
-    ]
-    if bad:
-        kept = f"step {latest}" if latest is not None else "none"
-        raise NonFiniteLossError(
-            f"the training state after step {at} has NaN or inf in {len(bad)} array(s) "
-            f"(first: {bad[0]}); stopped without saving it (latest checkpoint: {kept}). "
-            "Lower optimizer.learning_rate or check the input data."
-        )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -115,9 +78,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     model = build_model(config, info.num_classes)
     tx = optimizer.create_optimizer(config.optimizer, tc.num_steps)
     os.makedirs(workdir, exist_ok=True)
+    _report_skipped(info, workdir, proc)
     ckpt = checkpoint.Checkpointer(
         os.path.join(workdir, "checkpoints"),
-        checkpoint.fingerprint(config, info.num_classes, shapes["params"]),
+        checkpoint.fingerprint(
+            config, info.num_classes, shapes["params"], getattr(info, "identity", None)
+        ),
         max_to_keep=tc.keep_checkpoints,
         async_save=tc.async_checkpoints,
         network=net,
@@ -127,26 +93,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         restored = ckpt.restore(fresh)
         host_state = fresh if restored is None else restored[0]
         start = int(step.host_array(host_state.step))
+        lr = optimizer.learning_rate_schedule(config.optimizer, tc.num_steps)
+        fresh_norm = guard.param_norm(fresh)
+        watch = guard.Guard(config.optimizer.learning_rate, lr, fresh_norm)
+        if restored is not None:
+            watch.check_restored(host_state, restored[1], ckpt.saved_meta(restored[1]), fresh_norm)
 
         runner = step.create_runner(
             config.parallel, step.make_train_step(model, tx), step.make_eval_step(model)
         )
         dstate = runner.put_state(host_state)
         del fresh, restored, host_state
-        lr = optimizer.learning_rate_schedule(config.optimizer, tc.num_steps)
         log = progress.Progress(workdir, tc.num_steps, tc.batch_size, learning_rate=lr)
         if start:
             print(f"resumed from step {start} in {workdir}", flush=True)
-        result = _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_procs)
+        run = (runner, dstate, ckpt, log, watch)
+        result = _train(config, workdir, info, run, start, proc, num_procs)
     except BaseException:
         ckpt.manager.close()
         raise
     return result
 
 
-def _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_procs):
+def _report_skipped(info, workdir: str, proc: int) -> None:
+    """Write the data set's undecodable image files (left out of it) to the workdir's
+    ``SKIPPED_LIST`` and say how many and where; remove a stale list otherwise."""
+    skipped = tuple(getattr(info, "skipped", ()))
+    path = os.path.join(workdir, SKIPPED_LIST)
+    if proc != 0:
+        return
+    if not skipped:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("path\treason\n")
+        for p, why in skipped:
+            f.write(f"{p!r}\t{why}\n" if "\t" in p or "\n" in p else f"{p}\t{why}\n")
+    print(
+        f"warning: skipped {len(skipped)} image file(s) that cannot be decoded "
+        f"(first: {skipped[0][0]}: {skipped[0][1]}); the list is in {path}",
+        flush=True,
+    )
+
+
+def _train(config, workdir, info, run, start, proc, num_procs):
     from camjax import data
 
+    runner, dstate, ckpt, log, watch = run
     tc = config.train
     batches = data.train_iterator(
         config.data,
@@ -176,18 +170,21 @@ def _train(config, workdir, info, runner, dstate, ckpt, log, start, proc, num_pr
         last = done == tc.num_steps
         # The first step is reported too: a line within seconds, compilation timed apart.
         if last or done == start + 1 or (tc.log_every and done % tc.log_every == 0):
-            _check_finite(pending)
+            watch.check_losses(pending, ckpt.latest_step())
             pending = []
             means = {k: float(np.mean(jax.device_get([w[k] for w in window]))) for k in m}
             window = []
             log.report(done, means)
             result.update({"step": done, **{f"train_{k}": v for k, v in means.items()}})
         if last or (tc.checkpoint_every and done % tc.checkpoint_every == 0):
-            _check_finite(pending)
+            watch.check_losses(pending, ckpt.latest_step())
             pending = []
             host = runner.host_state(dstate)
-            _check_state_finite(host, done, ckpt.latest_step())  # never save NaN
-            ckpt.save(done, host, config)
+            # Never save NaN or a diverged state: it would be resumed from (guard.py).
+            loss = float(np.asarray(jax.device_get(m["loss"])))
+            norm = watch.check_state(host, done, loss, ckpt.latest_step())
+            ckpt.save(done, host, config, extra={"guard": watch.meta(norm)})
+            watch.latest = (done, norm)
         if not last and tc.eval_every and done % tc.eval_every == 0:
             # No collective program may still run while evaluation's host callbacks do:
             # on CPU both want the device threads (issue #18, item 11).
