@@ -10,7 +10,6 @@ al., CVPR 2016, Sec. 3.2). The module is named ``extraction`` because
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,14 +19,23 @@ import numpy as np
 
 from camjax.boxes import largest_component_box
 from camjax.cam import NORMALIZE_MODES, UPSAMPLE_METHODS, _is_concrete, normalize, upsample
-from camjax.methods import METHODS
-from camjax.methods.compute import _apply_kwargs, forward_only, map_fn, output_shape
-from camjax.methods.layer import cut
+from camjax.methods import METHODS, checks, programs
+from camjax.methods.calling import check_images
+from camjax.methods.compute import (
+    MISSING,
+    _apply_kwargs,
+    bad_rows,
+    cam_identity_check,
+    first_cut,
+    map_fn,
+    split_target,
+    static_items,
+)
+from camjax.methods.nnx_models import is_nnx, split
 from camjax.methods.smoothing import TTA, SmoothGrad
 from camjax.methods.targets import ClassLogit, ClassProbability, check_class_ids, logits_of
 
 _STATIC = (
-    "model",
     "top_k",
     "method",
     "threshold",
@@ -44,6 +52,7 @@ _STATIC = (
     "smoothgrad",
     "options",
     "class_target",
+    "target_static",
 )
 
 CLASS_TARGETS = {"logit": ClassLogit, "probability": ClassProbability}
@@ -59,7 +68,19 @@ def map_boxes(maps: jax.Array, threshold: float) -> jax.Array:
     return largest_component_box(maps, threshold)
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
+def _build(get_model):
+    pending = checks.Pending()
+
+    def program(variables, images, gt_labels, class_ids, target, **static):
+        model = get_model()
+        with checks.collecting() as flags:
+            out = _extract(model, variables, images, gt_labels, class_ids, target, **static)
+        pending.traced(tuple(msg for msg, _ in flags))
+        return out, tuple(flag for _, flag in flags)
+
+    return jax.jit(program, static_argnames=_STATIC), pending
+
+
 def _extract(
     model: Any,
     variables: Any,
@@ -68,15 +89,15 @@ def _extract(
     class_ids: jax.Array | None,
     target: Any,
     *,
-    top_k: int,
+    top_k: int | None,
     method: str,
     threshold: float,
     normalization: str,
     upsample_method: str,
-    num_boxes: int,
+    num_boxes: int | None,
     map_resolution: str,
-    layer: str | None,
-    classifier: str | None,
+    layer: Any,
+    classifier: Any,
     reshape: Any,
     apply_kwargs: tuple[tuple[str, Any], ...],
     eigen: bool,
@@ -84,27 +105,39 @@ def _extract(
     smoothgrad: SmoothGrad | None,
     options: tuple[tuple[str, Any], ...],
     class_target: str,
+    target_static: Any,
 ) -> dict[str, jax.Array]:
     m = METHODS[method]
-    kw = dict(apply_kwargs)
-    if m.uses_layer:
-        c = cut(
-            model, variables, images, layer, classifier=classifier, reshape=reshape, apply_kwargs=kw
-        )
-    else:
-        c = forward_only(model, variables, images, kw)
+    kw = {k: programs.unwrap(v) for k, v in apply_kwargs}
+    if target_static is not None:
+        target = programs.unwrap(target_static)
+    b = images.shape[0]
+    c = first_cut(m, model, variables, images, layer, classifier, reshape, kw)
+    # Shape checks run here, at trace time: a plain call traces the model once, not per call.
+    try:
+        logits = logits_of(c.output)
+    except ValueError:
+        logits = None
+    if logits is None or logits.ndim != 2 or logits.shape[0] != b:
+        shape = None if logits is None else list(logits.shape)
+        raise ValueError(f"extract needs a classifier's logits [B, C]; the model gives {shape}")
+    num_classes = logits.shape[-1]
+    if class_ids is None and not 1 <= top_k <= num_classes:
+        raise ValueError(f"top_k must be an int in [1, {num_classes}], got {top_k!r}")
     # An image with a non-finite pixel gets NaN logits and zero maps on every backend
     # (XLA:CPU's YNNPACK reduce fusion in jaxlib 0.10 turns mean(relu(NaN)) into 0).
     finite = jnp.all(jnp.isfinite(images), axis=tuple(range(1, images.ndim)))
-    logits = jnp.where(finite[:, None], logits_of(c.output).astype(jnp.float32), jnp.nan)
+    logits = jnp.where(finite[:, None], logits.astype(jnp.float32), jnp.nan)
     softmax = jax.nn.softmax(logits, axis=-1)
     if class_ids is None:
         _, class_ids = jax.lax.top_k(logits, top_k)
+    class_ids = class_ids.astype(jnp.int32)
+    valid = (class_ids >= 0) & (class_ids < num_classes) & finite[:, None]
     out = {
         "logits": logits,
-        "class_ids": class_ids.astype(jnp.int32),
+        "class_ids": class_ids,
         "probs": jnp.where(
-            finite[:, None], jnp.take_along_axis(softmax, class_ids, axis=-1), jnp.nan
+            valid, jnp.take_along_axis(softmax, class_ids, axis=-1, mode="clip"), jnp.nan
         ),
     }
     n = class_ids.shape[1]
@@ -115,8 +148,14 @@ def _extract(
         target = CLASS_TARGETS[class_target](ids)
     else:
         scores = target(c.output)
+        if scores.ndim != 2 or scores.shape[0] != b:
+            raise ValueError(f"target must give scores [B, N] with B = {b}, got {scores.shape}")
         out["scores"] = jnp.where(finite[:, None], scores.astype(jnp.float32), jnp.nan)
         n = out["scores"].shape[1]
+    if num_boxes is None:
+        num_boxes = n
+    if not 0 <= num_boxes <= n:
+        raise ValueError(f"num_boxes must be an int in [0, {n}] (the maps), got {num_boxes!r}")
     fn = map_fn(
         m,
         model,
@@ -129,10 +168,15 @@ def _extract(
         eigen=eigen,
         tta=tta,
         smoothgrad=smoothgrad,
-        options=dict(options),
+        options={k: programs.unwrap(v) for k, v in options},
         first_cut=c,
     )
-    raw = jnp.where(finite[:, None, None, None], fn(images), 0.0)
+    raw = fn(images)
+    bad = bad_rows(images, target, num_classes)
+    if not eigen and tta is None and smoothgrad is None:
+        cam_identity_check(m, c, target, jnp.where(bad[..., None, None], jnp.nan, raw), bad)
+    # The raw maps of bad rows are NaN by contract (compute_maps); normalised, they are 0.
+    raw = jnp.where(bad[..., None, None], 0.0, raw)
     maps = normalize(upsample(raw, images.shape[1:3], upsample_method), normalization)
     # What is returned: the input-size maps, or the raw maps normalised where they live.
     shown = maps if map_resolution == "input" else normalize(raw, normalization)
@@ -156,7 +200,7 @@ def _extract(
 def extract(
     model: Any,
     variables: Any,
-    images: jax.Array,
+    images: Any = MISSING,
     top_k: int = 5,
     *,
     method: str = "cam",
@@ -182,10 +226,13 @@ def extract(
     in one jitted call.
 
     Args:
-      model: any Linen classifier (hashable; a static argument of the jit), called as
-        ``model.apply(variables, images, **apply_kwargs)``; its output is the logits
-        ``[B, C]`` or holds them (:func:`camjax.methods.targets.logits_of`). A camjax
-        ``CAMNet`` needs no ``layer``.
+      model: any Linen classifier, called as ``model.apply(variables, images,
+        **apply_kwargs)``, or an ``nnx.Module`` (then no ``variables``:
+        ``extract(model, images, top_k, ...)``; ``layer`` is an attribute path, see
+        :mod:`camjax.methods.nnx_models`); its output is the logits ``[B, C]`` or holds
+        them (:func:`camjax.methods.targets.logits_of`). A camjax ``CAMNet`` needs no
+        ``layer``. The model is closed over, not hashed: any field types work, and
+        repeated calls reuse one compiled program (:mod:`camjax.methods.programs`).
       variables: its variables (``params``, and ``batch_stats`` for BN backbones).
       images: ``[B, H, W, C]`` float, normalised for the model (integer dtypes such as raw
         uint8 pixels are refused; see ``WeightsSpec.preprocess``).
@@ -240,22 +287,24 @@ def extract(
         )
     if map_resolution not in MAP_RESOLUTIONS:
         raise ValueError(f"map_resolution must be one of {MAP_RESOLUTIONS}, got {map_resolution!r}")
-    images = jnp.asarray(images)
-    if not jnp.issubdtype(images.dtype, jnp.floating):
-        # Raw uint8 pixels would run and give a confident wrong class.
-        raise ValueError(
-            f"images must be float, normalised for the model, got {images.dtype}: prepare "
-            "pixels with spec.preprocess(images) (camjax.pretrained.load_pretrained's spec) "
-            "or the training config's data.normalization (camjax.files.images.normalize)"
+    if is_nnx(model):
+        from flax import nnx
+
+        if isinstance(variables, nnx.State):  # extract(model, state, images, top_k)
+            model = split(model)[0]
+        else:  # extract(model, images, top_k): the arguments shift by one
+            if images is not MISSING:
+                top_k = images
+            images = variables
+            model, variables = split(model)
+    if images is MISSING:
+        raise TypeError(
+            "extract needs images: extract(model, variables, images, top_k) "
+            "(NNX: extract(model, images, top_k))"
         )
-    if images.ndim != 4:
-        raise ValueError(f"images must be [B, H, W, C], got shape {tuple(images.shape)}")
+    images = check_images(images)
     b = images.shape[0]
     kw = _apply_kwargs(model, apply_kwargs)
-    logits = logits_of(output_shape(model, variables, images, kw))
-    if logits.ndim != 2 or logits.shape[0] != b:
-        raise ValueError(f"extract needs a classifier's logits [B, C]; the model gives {logits}")
-    num_classes = logits.shape[-1]
     if class_ids is not None and target is not None:
         raise ValueError("pass class_ids or target, not both")
     if target is not None and gt_labels is not None:
@@ -264,22 +313,18 @@ def extract(
         class_ids = jnp.asarray(class_ids)
         if class_ids.ndim == 1:
             class_ids = jnp.broadcast_to(class_ids, (b,) + class_ids.shape)
-        class_ids = check_class_ids(class_ids, b, num_classes).astype(jnp.int32)
+        class_ids = check_class_ids(class_ids, b, None).astype(jnp.int32)
+        if class_ids.shape[1] == 0:
+            raise ValueError("class_ids is empty: give at least one class id per image")
         top_k = class_ids.shape[1]
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
-        raise ValueError(f"top_k must be an int in [1, {num_classes}], got {top_k!r}")
-    n = top_k
-    if target is not None:
-        if not callable(target):
-            raise ValueError(f"target must be callable (output -> [B, N]), got {target!r}")
-        scores = jax.eval_shape(lambda x: target(model.apply(variables, x, **kw)), images)
-        if scores.ndim != 2 or scores.shape[0] != b:
-            raise ValueError(f"target must give scores [B, N] with B = {b}, got {scores.shape}")
-        n = scores.shape[1]
-    if num_boxes is None:
-        num_boxes = n
-    if not isinstance(num_boxes, int) or not 0 <= num_boxes <= n:
-        raise ValueError(f"num_boxes must be an int in [0, {n}] (the maps), got {num_boxes!r}")
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"top_k must be an int >= 1 (at most the classes), got {top_k!r}")
+    if target is not None and not callable(target):
+        raise ValueError(f"target must be callable (output -> [B, N]), got {target!r}")
+    if num_boxes is not None and (
+        not isinstance(num_boxes, int) or isinstance(num_boxes, bool) or num_boxes < 0
+    ):
+        raise ValueError(f"num_boxes must be an int >= 0 (at most the maps), got {num_boxes!r}")
     threshold = float(threshold)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold is a fraction of the map's max, in [0, 1]; got {threshold}")
@@ -290,18 +335,14 @@ def extract(
                 f"gt_labels must be int [B] with B = {images.shape[0]}, "
                 f"got {gt_labels.dtype} {tuple(gt_labels.shape)}"
             )
-        if _is_concrete(gt_labels) and gt_labels.size:
-            gt_np = np.asarray(gt_labels)
-            lo, hi = int(gt_np.min()), int(gt_np.max())
-            if lo < 0 or hi >= num_classes:
-                raise ValueError(f"gt_labels must lie in [0, {num_classes}), got [{lo}, {hi}]")
-    return _extract(
-        model,
+    dyn, stat = split_target(target) if target is not None else (None, None)
+    prog, pending = programs.program("extract", model, _build)
+    out, flags = prog(
         variables,
         images,
         gt_labels,
         class_ids,
-        target,
+        dyn,
         top_k=top_k,
         method=method,
         threshold=threshold,
@@ -312,13 +353,26 @@ def extract(
         layer=layer,
         classifier=classifier,
         reshape=tuple(reshape) if isinstance(reshape, list) else reshape,
-        apply_kwargs=tuple(sorted(kw.items())),
+        apply_kwargs=static_items(kw),
         eigen=bool(eigen),
         tta=tta,
         smoothgrad=smoothgrad,
-        options=tuple(sorted((options or {}).items())),
+        options=static_items(options),
         class_target=class_target,
+        target_static=stat,
     )
+    pending.check(flags)
+    # Id ranges need the number of classes, known once traced: checked after the call
+    # (the work is wasted only when the ids are wrong). Traced ids cannot be checked.
+    num_classes = out["logits"].shape[-1]
+    if class_ids is not None and _is_concrete(class_ids):
+        check_class_ids(class_ids, b, num_classes)
+    if gt_labels is not None and _is_concrete(gt_labels) and gt_labels.size:
+        gt_np = np.asarray(gt_labels)
+        lo, hi = int(gt_np.min()), int(gt_np.max())
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"gt_labels must lie in [0, {num_classes}), got [{lo}, {hi}]")
+    return out
 
 
 __all__ = ["MAP_RESOLUTIONS", "extract", "map_boxes"]

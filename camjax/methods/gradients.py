@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from camjax.methods import checks
 from camjax.methods.layer import Cut
 
 
@@ -30,8 +31,18 @@ def per_target_vjp(fn: Callable[[jax.Array], Any], target: Any, x: jax.Array) ->
 
 
 def feature_gradients(cut: Cut, target: Any) -> jax.Array:
-    """``G = d target / d A`` at the cut: ``[B, N, h, w, K]``."""
-    return per_target_vjp(cut.head, target, cut.features)
+    """``G = d target / d A`` at the cut: ``[B, N, h, w, K]``. Reports
+    (:mod:`camjax.methods.checks`) a gradient that is zero for every image and target."""
+    grads = per_target_vjp(cut.head, target, cut.features)
+    checks.report(
+        f"the target's gradient at layer {cut.layer!r} is identically zero for every "
+        "image (so gradient maps there are all zero): the output does not depend on this "
+        "layer's map. A ViT's head that reads only the class token ignores the patch "
+        "tokens of the last block; name an earlier layer (e.g. the block before the last) "
+        "or a layer the output reads",
+        grads.size > 0 and jnp.all(grads == 0),
+    )
+    return grads
 
 
 def input_gradients(cut: Cut, target: Any) -> jax.Array:

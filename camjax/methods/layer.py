@@ -26,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from camjax.methods.calling import call_model
 from camjax.models import classifier as camnet_classifier
 from camjax.models.head import POOLS, CAMNet
 
@@ -42,6 +43,8 @@ class Cut(NamedTuple):
     forward: Callable[[jax.Array], Any]  # images -> model output
     classifier: Callable[[], jax.Array]  # -> the dense kernel [K, C] after A (plain CAM)
     layer: str
+    # -> the dense's bias [C] (None: unknown), for the check of plain CAM's identity
+    bias: Callable[[], jax.Array] | None = None
 
 
 def parse_path(layer: str) -> tuple[str, ...]:
@@ -53,7 +56,7 @@ def parse_path(layer: str) -> tuple[str, ...]:
 
 def _apply_fn(model: Any, variables: Any, apply_kwargs: Mapping[str, Any]):
     def forward(x: jax.Array) -> Any:
-        return model.apply(variables, x, **dict(apply_kwargs))
+        return call_model(model, variables, x, apply_kwargs)
 
     return forward
 
@@ -76,7 +79,10 @@ def _camnet_head_cut(model, variables, images, forward) -> Cut:
 
     features = features.astype(jnp.float32)
     output = (logits.astype(jnp.float32), features)
-    return Cut(images, output, features, head, forward, kernel, "head")
+    # The identity mean(M) + b = S is a GAP network's; a GMP head has none to check.
+    has_identity = model.head.pool == "avg"
+    identity_bias = (lambda: bias) if has_identity else None
+    return Cut(images, output, features, head, forward, kernel, "head", identity_bias)
 
 
 class _Call(NamedTuple):
@@ -85,9 +91,9 @@ class _Call(NamedTuple):
     shape: tuple[int, ...] | None  # output shape when the output is one array
 
 
-def _describe(calls: list[_Call], rank: tuple[int, ...] = (3, 4)) -> str:
+def _describe(calls: list[_Call], rank: tuple[int, ...] = (3, 4), sep: str = "/") -> str:
     seen = [c for c in calls if c.path and c.shape is not None and len(c.shape) in rank]
-    names = [f"{'/'.join(c.path)} {list(c.shape)}" for c in seen]
+    names = [f"{sep.join(str(p) for p in c.path)} {list(c.shape)}" for c in seen]
     if len(names) > 12:
         names = names[:4] + ["..."] + names[-8:]
     return "; ".join(names) if names else "(none)"
@@ -136,6 +142,18 @@ def cut(
       apply_kwargs: keywords for ``apply``; default ``{"train": False}`` for a ``CAMNet``,
         none otherwise (pass e.g. ``{"train": False}`` for a model with batch norm).
     """
+    from camjax.methods.nnx_models import NNXGraph, cut_nnx
+
+    if isinstance(model, NNXGraph):
+        return cut_nnx(
+            model,
+            variables,
+            images,
+            layer,
+            classifier=classifier,
+            reshape=reshape,
+            apply_kwargs=apply_kwargs,
+        )
     if apply_kwargs is None:
         apply_kwargs = {"train": False} if isinstance(model, CAMNet) else {}
     forward = _apply_fn(model, variables, apply_kwargs)
@@ -177,13 +195,44 @@ def cut(
             f"layer {layer!r} is called {len(captured)} times in one forward pass (a shared "
             "module); CAM needs a layer whose output is used once"
         )
-    raw = captured[0]
+    features, restore = as_map(captured[0], images.shape[0], layer, reshape)
+
+    def head(a: jax.Array) -> Any:
+        def replace(next_fun, args, kwargs, context):
+            if context.method_name == "__call__" and tuple(context.module.path) == path:
+                return restore(a)
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(replace):
+            return forward(images)
+
+    position = max(i for i, c in enumerate(calls) if c.path == path)
+    after = calls[position + 1 :]
+    channels = features.shape[-1]
+
+    def dense() -> Mapping[str, Any]:
+        return _dense_params(variables, after, classifier, layer, channels)
+
+    def kernel() -> jax.Array:
+        return jnp.asarray(dense()["kernel"], jnp.float32)
+
+    def bias() -> jax.Array:
+        b = dense().get("bias")
+        return jnp.zeros((kernel().shape[1],), jnp.float32) if b is None else b
+
+    return Cut(images, output, features, head, forward, kernel, layer, bias)
+
+
+def as_map(raw: Any, batch: int, layer: str, reshape: Any):
+    """The layer's output as a map: ``(features [B, h, w, K] float32, restore)`` where
+    ``restore(a)`` puts a map back in the layer's output form (tokens: the leading class
+    tokens held at their forward value)."""
     if not isinstance(raw, jax.Array):
         raise ValueError(
             f"layer {layer!r} returns {type(raw).__name__}, not one array [B, h, w, K]; "
             "name a submodule that returns the map itself"
         )
-    b = images.shape[0]
+    b = batch
     if raw.shape[:1] != (b,):
         raise ValueError(f"layer {layer!r} output {list(raw.shape)} has no batch axis of {b}")
     if reshape is not None and reshape is not False:
@@ -210,51 +259,46 @@ def cut(
         def restore(a: jax.Array) -> jax.Array:
             return a.astype(raw.dtype)
 
-    def head(a: jax.Array) -> Any:
-        def replace(next_fun, args, kwargs, context):
-            if context.method_name == "__call__" and tuple(context.module.path) == path:
-                return restore(a)
-            return next_fun(*args, **kwargs)
-
-        with nn.intercept_methods(replace):
-            return forward(images)
-
-    position = max(i for i, c in enumerate(calls) if c.path == path)
-    after = calls[position + 1 :]
-    channels = features.shape[-1]
-
-    def kernel() -> jax.Array:
-        return _dense_kernel(variables, after, classifier, layer, channels)
-
-    return Cut(images, output, features.astype(jnp.float32), head, forward, kernel, layer)
+    return features.astype(jnp.float32), restore
 
 
-def _dense_kernel(variables, after: list[_Call], name: str | None, layer: str, k: int):
-    if name is None:
-        dense = [c for c in after if c.kind == "Dense"]
-        if not dense:
-            raise ValueError(
-                f"plain CAM needs the nn.Dense that scores the pooled map, and no nn.Dense "
-                f"is called after layer {layer!r}: pass classifier='path/of/dense', or use "
-                "a gradient method (gradcam, ...)"
-            )
-        path = dense[-1].path
-    else:
-        path = parse_path(name)
+def pick_classifier(after: list[_Call], name: Any, layer: str, dense_kind: str, sep: str):
+    """The path of the dense layer plain CAM reads: ``name`` parsed, or the last module of
+    kind ``dense_kind`` called after the layer."""
+    if name is not None:
+        return None
+    dense = [c for c in after if c.kind == dense_kind]
+    if not dense:
+        shown = {"Dense": "nn.Dense", "Linear": "nnx.Linear"}.get(dense_kind, dense_kind)
+        raise ValueError(
+            f"plain CAM needs the {shown} that scores the pooled map, and no {shown} is "
+            f"called after layer {layer!r}: pass classifier='path{sep}of{sep}dense', or "
+            "use a gradient method (gradcam, ...)"
+        )
+    return dense[-1].path
+
+
+def check_kernel(kernel: Any, path: str, layer: str, k: int) -> None:
+    """A ``[K, C]`` kernel on the layer's ``K`` channels, else a ``ValueError``."""
+    if kernel is None or kernel.ndim != 2 or kernel.shape[0] != k:
+        shape = None if kernel is None else list(kernel.shape)
+        raise ValueError(
+            f"classifier {path!r} has kernel {shape}, but CAM needs a dense kernel [K, C] "
+            f"on layer {layer!r}'s K = {k} pooled channels; name the dense layer that "
+            "scores the pooled map with classifier=, or use a gradient method"
+        )
+
+
+def _dense_params(variables, after: list[_Call], name: str | None, layer: str, k: int):
+    path = pick_classifier(after, name, layer, "Dense", "/") or parse_path(name)
     node = variables.get("params", {}) if isinstance(variables, Mapping) else {}
     for part in path:
         node = node.get(part) if isinstance(node, Mapping) else None
         if node is None:
             raise ValueError(f"classifier {'/'.join(path)!r} has no params in variables")
     kernel = node.get("kernel") if isinstance(node, Mapping) else None
-    if kernel is None or kernel.ndim != 2 or kernel.shape[0] != k:
-        shape = None if kernel is None else list(kernel.shape)
-        raise ValueError(
-            f"classifier {'/'.join(path)!r} has kernel {shape}, but CAM needs a Dense "
-            f"kernel [K, C] on layer {layer!r}'s K = {k} pooled channels; name the Dense "
-            "that scores the pooled map with classifier=, or use a gradient method"
-        )
-    return jnp.asarray(kernel, jnp.float32)
+    check_kernel(kernel, "/".join(path), layer, k)
+    return node
 
 
-__all__ = ["Cut", "cut", "parse_path"]
+__all__ = ["Cut", "as_map", "check_kernel", "cut", "parse_path", "pick_classifier"]

@@ -38,10 +38,10 @@ class Method:
         if (self.weights is None) == (self.maps is None):
             raise ValueError(f"method {self.name!r} needs exactly one of weights= or maps=")
 
-    def __call__(self, model: Any, variables: Any, images: Any, targets: Any, **kw: Any):
+    def __call__(self, model: Any, *args: Any, **kw: Any):
         from camjax.methods.compute import compute_maps
 
-        return compute_maps(self.name, model, variables, images, targets, **kw)
+        return compute_maps(self.name, model, *args, **kw)
 
 
 METHODS: dict[str, Method] = {}

@@ -47,7 +47,9 @@ def scorecam_weights(cut: Cut, target, chunk_size: int = 16) -> jax.Array:
         return jax.vmap(target, in_axes=1, out_axes=1)(out)
 
     scores = jax.lax.map(chunk_scores, chunks)  # [n_chunks, B, chunk, N]
-    scores = scores.transpose(1, 0, 2, 3).reshape(b, n_chunks * chunk, -1)[:, :k]
+    # N spelled out: a batch of 0 leaves nothing to infer a -1 from.
+    n = scores.shape[-1]
+    scores = scores.transpose(1, 0, 2, 3).reshape(b, n_chunks * chunk, n)[:, :k]
     return scores.transpose(0, 2, 1)  # [B, N, K]
 
 

@@ -25,6 +25,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from camjax.methods import checks
+
 MapFn = Callable[[jax.Array], jax.Array]
 
 
@@ -66,7 +68,8 @@ def tta(fn: MapFn, spec: TTA) -> MapFn:
     """``fn`` averaged over ``spec``'s flips and scales (see the module docstring)."""
 
     def smoothed(images: jax.Array) -> jax.Array:
-        shape = jax.eval_shape(fn, images).shape
+        with checks.suspended():  # a shape-only trace: nothing it reports may escape it
+            shape = jax.eval_shape(fn, images).shape
         total = jnp.zeros(shape, jnp.float32)
         for scale in spec.scales:
             for flip in spec.flips:

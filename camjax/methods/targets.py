@@ -42,6 +42,12 @@ def _is_concrete(x: Any) -> bool:
 def check_class_ids(class_ids: Any, batch: int, num_classes: int | None) -> jax.Array:
     """``[B, N]`` integers in ``[0, num_classes)`` (checked when concrete)."""
     class_ids = jnp.asarray(class_ids)
+    if class_ids.size == 0 and not jnp.issubdtype(class_ids.dtype, jnp.integer):
+        # jnp.asarray([]) is float32: say what is wrong, not the dtype.
+        raise ValueError(
+            f"class_ids is empty ({tuple(class_ids.shape)}): give at least one class id "
+            "per image, [B, N] or [N] ints"
+        )
     if class_ids.ndim != 2 or class_ids.shape[0] != batch:
         raise ValueError(
             f"class_ids must be [B, N] with B = {batch}, got shape {tuple(class_ids.shape)}"
@@ -142,10 +148,16 @@ def per_image(fn: Callable[..., jax.Array], *args: Any) -> PerImage:
 
 
 def as_target(targets: Any, batch: int) -> Any:
-    """Class ids ``[B, N]`` -> :class:`ClassLogit`; a target (callable) is returned as is."""
+    """Class ids ``[B, N]`` (or ``[N]``, the same for every image) -> :class:`ClassLogit`;
+    a target (callable) is returned as is."""
     if callable(targets):
         return targets
-    return ClassLogit(check_class_ids(targets, batch, None))
+    if targets is None:
+        raise ValueError("targets is required: class ids [B, N] or [N], or a target")
+    ids = jnp.asarray(targets)
+    if ids.ndim == 1 and ids.size:
+        ids = jnp.broadcast_to(ids, (batch,) + ids.shape)
+    return ClassLogit(check_class_ids(ids, batch, None))
 
 
 def class_ids_of(target: Any) -> jax.Array | None:
