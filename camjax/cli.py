@@ -8,6 +8,8 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from camjax import console
+
 
 def _choices(registry: str) -> list[str]:
     """Names of a light registry, read without loading weights."""
@@ -114,25 +116,6 @@ def build_parser(prog: str = "camjax") -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_logging(verbose: bool = False) -> None:
-    """Orbax logs every save and restore at INFO through absl: WARNING and up only, unless
-    ``verbose``. Called by the entry points (never at import)."""
-    import logging
-
-    from absl import logging as absl_logging
-
-    level = logging.INFO if verbose else logging.WARNING
-    absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
-    for name in ("absl", "orbax", "jax._src.xla_bridge"):
-        logging.getLogger(name).setLevel(level)
-    if not verbose:  # TFDS warns on every load of a builder config it did not name itself
-        logging.getLogger("absl").addFilter(_not_tfds_config_notice)
-
-
-def _not_tfds_config_notice(record) -> bool:
-    return not str(record.msg).startswith("Using custom data configuration")
-
-
 def split_cpu(config) -> int:
     """``config.cpu.devices``: the host CPU as that many JAX devices (see camjax.cpu).
 
@@ -172,9 +155,10 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError(
             "--config is required: a file or a packaged name (" + ", ".join(config_names()) + ")"
         )
-    quiet_logging(args.verbose)
+    console.quiet_logging(args.verbose)
     config = load_checked(args.config, args.overrides)
     split_cpu(config)
+    console.load_tensorflow(args.verbose)  # after the config is checked: errors stay one line
     from camjax import train
 
     try:
@@ -200,11 +184,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     if args.config is None and args.overrides:
         raise ValueError("--config.* overrides need --config")
-    quiet_logging(args.verbose)
+    console.quiet_logging(args.verbose)
     config = load_checked(args.config, args.overrides) if args.config else None
     saved = config or _saved_config(args.checkpoint or args.workdir)
     if saved is not None:
         split_cpu(saved)
+    console.load_tensorflow(args.verbose)
     from camjax.evaluation import evaluate
 
     evaluate(
@@ -221,6 +206,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_extract(args: argparse.Namespace) -> int:
     from camjax import cli_extract
+
+    console.quiet_logging(args.verbose)
+    if args.tfds:  # files are read without TensorFlow
+        console.load_tensorflow(args.verbose)
 
     return cli_extract.run(args)
 

@@ -116,10 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-eval-examples", type=int, default=None)
     p.add_argument("--photos", type=int, default=20, help="how many foolbox photos (<= 20)")
     p.add_argument("--methods", default="cam,backprop")
+    p.add_argument("--verbose", action="store_true", help="also Orbax's, absl's and TF's logs")
     args = p.parse_args(argv)
-    from camjax.cli import quiet_logging, split_cpu
+    from camjax import console
+    from camjax.cli import split_cpu
 
-    quiet_logging()  # Orbax logs every save at INFO
+    console.quiet_logging(args.verbose)
+    console.load_tensorflow(args.verbose)  # before the imports below load it unfiltered
 
     from camjax.bulk import extract_to
     from camjax.evaluation import evaluate

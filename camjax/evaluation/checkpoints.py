@@ -108,18 +108,22 @@ def restore_arrays(
     :class:`CorruptCheckpointError` naming the step and the first problem.
     """
     import orbax.checkpoint as ocp
+    from etils import epath
 
+    directory = os.path.abspath(directory)  # Orbax refuses relative paths
     meta = read_meta(directory, step) if meta is None else meta
     path = os.path.join(directory, str(step), STATE_DIR)
     where = f"checkpoint step {step} in {directory}"
+    # The item's own handler, not a Checkpointer: a Checkpointer looks for the step-level
+    # _CHECKPOINT_METADATA inside the item folder and warns on every read.
+    handler = ocp.PyTreeCheckpointHandler()
     try:
-        checkpointer = ocp.PyTreeCheckpointer()
-        tree = dict(checkpointer.metadata(path).item_metadata.tree)
+        tree = dict(handler.metadata(epath.Path(path)).tree)
         if parts is not None:  # the entries asked for that the state has
             tree = {p: tree[p] for p in parts if p in tree}
         restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-        arrays = checkpointer.restore(
-            path,
+        arrays = handler.restore(
+            epath.Path(path),
             args=ocp.args.PyTreeRestore(
                 item=tree, restore_args=restore_args, partial_restore=parts is not None
             ),
@@ -128,6 +132,8 @@ def restore_arrays(
         raise
     except Exception as e:  # TensorStore, JSON, structure errors: all mean "unreadable"
         raise CorruptCheckpointError(f"{where}: unreadable state ({_short(e)})") from e
+    finally:
+        handler.close()
     verify(arrays, meta.get("checksums"), where)
     return arrays
 

@@ -212,9 +212,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _one_of(config.model.name, "model.name", models.REGISTRY)
     _one_of(config.model.dtype, "model.dtype", DTYPES)
     _one_of(config.parallel, "parallel", RUNNERS)
-    known = _normalizations()
-    if known is not None:
-        _one_of(config.data.normalization, "data.normalization", known)
+    _one_of(config.data.normalization, "data.normalization", _normalizations())
     lr = config.optimizer.learning_rate
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < 0:
         raise ValueError(f"optimizer.learning_rate must be a finite number >= 0, got {lr!r}")
@@ -247,9 +245,9 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _normalizations() -> tuple[str, ...] | None:
-    try:
-        from camjax.data.preprocess import NORMALIZATIONS
-    except ImportError:  # camjax.data replaced by a stand-in (the trainer's tests)
-        return None
+def _normalizations() -> tuple[str, ...]:
+    # The numpy table, not camjax.data.preprocess's: validating a config must not import
+    # TensorFlow (slow, and its start-up lines would precede a one-line config error).
+    from camjax.files.images import NORMALIZATIONS
+
     return tuple(NORMALIZATIONS)
