@@ -47,9 +47,48 @@ def test_wheel_holds_configs_native_source_data_and_every_package(wheel):
     for extra, package in (("demo", "foolbox"), ("demo", "efficientnet"), ("train", "tensorboard")):
         (line,) = [r for r in requires if package in r]
         assert f'extra == "{extra}"' in line, line
-    # Ranges from the tested versions up, no exact pins at run time.
-    assert "Requires-Dist: jax<0.11,>=0.10.2" in requires, requires
+    # Ranges from the oldest tested versions up, no upper bound on JAX (CI's main run
+    # installs the newest), no exact pins at run time.
+    assert "Requires-Dist: jax>=0.10.2" in requires, requires
     assert not [r for r in requires if "==" in r and "extra ==" not in r], requires
+
+
+def _lower_bounds() -> dict[str, str]:
+    """``name -> version`` of every ``name>=version`` requirement in pyproject.toml."""
+    import re
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    reqs = project["dependencies"] + [
+        r for extra in project["optional-dependencies"].values() for r in extra
+    ]
+    found = {}
+    for r in reqs:
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)(,<[0-9.]+)?", r.split(";")[0].strip())
+        if m:
+            found[m.group(1).lower()] = m.group(2)
+    return found
+
+
+def test_constraints_oldest_pins_exactly_the_lower_bounds_of_the_runtime_ranges():
+    pins = {}
+    with open(os.path.join(ROOT, "constraints-oldest.txt")) as f:
+        for line in f:
+            line = line.split("#")[0].strip()
+            if line:
+                name, _, version = line.partition("==")
+                pins[name.lower()] = version
+    bounds = _lower_bounds()
+    assert pins, "constraints-oldest.txt is empty"
+    wrong = {n: (v, bounds.get(n)) for n, v in pins.items() if bounds.get(n) != v}
+    assert not wrong, f"constraint != pyproject lower bound: {wrong}"
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        import tomllib
+
+        runtime = tomllib.load(f)["project"]["dependencies"]
+    unpinned = [r for r in runtime if r.split(">=")[0].lower() not in pins]
+    assert not unpinned, f"runtime requirements without a lower-bound pin: {unpinned}"
 
 
 def test_unpacked_wheel_finds_packaged_configs_outside_a_clone(wheel, tmp_path):
