@@ -6,6 +6,7 @@ The ``camjax.extract`` *function* lives in :mod:`camjax.extraction`.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from camjax.bulk.run import MAP_MODES
 from camjax.cli import _choices, _fraction, _positive
@@ -23,7 +24,9 @@ pixels), part-NNNNN.npz (the same as arrays, and the maps at feature resolution 
 --maps says otherwise), part-NNNNN.skipped.tsv (unreadable inputs with the reason), a
 manifest.json naming the model, method and settings, and overlays/part-NNNNN/*.png with
 --overlays. A killed run started again with the same command finishes the missing
-shards; another model, method or input list on the same --out is refused. Read the
+shards (finished ones are checked against their recorded sizes and sha256; a damaged one
+is moved to corrupt/ and redone); another model, method or input list on the same --out
+is refused, and so is a second extraction writing to it at the same time. Read the
 results back with camjax.bulk.open_extraction. Flags may also be written with
 underscores (--batch_size).
 """
@@ -132,6 +135,17 @@ def _load(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """The ``extract`` subcommand; returns the process exit code."""
+    from camjax.bulk.run import ExtractionStopped, OutputBusy
+
+    try:
+        return _run(args)
+    except (OutputBusy, ExtractionStopped) as e:  # one line: 2 another run, 1 disk full
+        prog = getattr(args, "prog", "camjax extract")
+        print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
+        return 2 if isinstance(e, OutputBusy) else 1
+
+
+def _run(args: argparse.Namespace) -> int:
     from camjax.bulk.run import extract_to
     from camjax.files.inputs import list_inputs
 
@@ -193,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         tfds=args.tfds,
         data_dir=args.data_dir,
     )
+    for name, why, dest in summary["moved_aside"]:
+        print(f"{name} was damaged ({why}): moved to {dest} and redone")
     state = "complete" if summary["complete"] else "this process's shards done"
     print(f"{summary['num_images']} images -> {args.out} ({state})")
     if summary["skipped"]:

@@ -149,8 +149,8 @@ def test_extract_reruns_resume_refuse_or_overwrite(workdir, folder, tmp_path, ca
     (bad / "x.jpg").write_text("not a jpeg")
     rc = cli.main(["extract", str(bad), "--workdir", wd, *_args(out, "--overwrite")])
     assert rc == 1
-    assert sorted(os.listdir(out)) == [
-        "manifest.json", "part-00000.jsonl", "part-00000.skipped.tsv", "skipped.txt"]  # fmt: skip
+    assert sorted(os.listdir(out)) == ["manifest.json", "part-00000.done.json",
+        "part-00000.jsonl", "part-00000.skipped.tsv", "skipped.txt"]  # fmt: skip
     assert open(os.path.join(out, "part-00000.jsonl")).read() == ""
 
 

@@ -14,6 +14,10 @@ input list), ``paths [n]``, ``orig_size [n, 2]`` (height, width of the upright o
 (float16 by default; ``h x w`` the feature map's size by default, ``S x S`` with
 ``maps="input"``).
 
+Every file read is checked against the size and sha256 its shard's mark recorded; a
+damaged one raises :class:`camjax.bulk.store.DamagedOutput` naming it (running the same
+``camjax extract`` command again moves that shard aside and redoes it).
+
 Geometry: the whole original was resized to ``S x S`` without cropping, so a stored map
 covers the whole original; :meth:`Extraction.map` resizes it to the original's
 ``height x width`` bilinearly (half-pixel centres, as ``camjax.cam.upsample``;
@@ -22,6 +26,8 @@ antialiased where it shrinks), which restores the original aspect.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -29,7 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from camjax.bulk.store import MANIFEST, Store, shard_name, unescape_tsv
+from camjax.bulk.store import (
+    LEGACY_FORMAT,
+    MANIFEST,
+    DamagedOutput,
+    Store,
+    shard_name,
+    unescape_tsv,
+)
 
 
 def resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -55,8 +68,15 @@ class Extraction:
         if manifest is None:
             raise FileNotFoundError(f"{out_dir} holds no {MANIFEST}: not an extraction folder")
         self.manifest: dict[str, Any] = manifest
-        self.settings: dict[str, Any] = manifest["settings"]
-        self.class_names: list[str] = manifest["class_names"]
+        try:
+            self.settings: dict[str, Any] = manifest["settings"]
+            self.class_names: list[str] = manifest["class_names"]
+            int(manifest["num_shards"]), int(manifest["shard_size"])
+        except (KeyError, TypeError, ValueError) as e:
+            path = self.store.path(MANIFEST)
+            raise DamagedOutput(f"{path}: not an extraction manifest (bad or no {e})") from e
+        # Folders of camjax-extract/1 have no shard marks: nothing to check against.
+        self._legacy = manifest.get("format") == LEGACY_FORMAT
         self._cache: tuple[int, dict[str, np.ndarray]] | None = None
 
     @property
@@ -65,23 +85,66 @@ class Extraction:
 
     def shards(self) -> list[int]:
         """Shards written so far (all of them once the run is complete)."""
-        return [j for j in range(self.manifest["num_shards"]) if self.store.done(j)]
+        n = int(self.manifest["num_shards"])
+        if self._legacy:
+            return [j for j in range(n) if os.path.exists(self._file(j, ".jsonl"))]
+        return [j for j in range(n) if self.store.done(j)]
+
+    def _file(self, j: int, suffix: str) -> str:
+        return self.store.path(shard_name(j) + suffix)
+
+    def _read(self, j: int, suffix: str) -> bytes | None:
+        """A file of shard ``j``, checked against its mark; ``None`` if the shard has
+        none (no arrays when every input was skipped, no skipped list when none was)."""
+        path, rel = self._file(j, suffix), shard_name(j) + suffix
+        if self._legacy:
+            if not os.path.exists(path):
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+        recorded = self.store.mark(j)["files"].get(rel)
+        if recorded is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise DamagedOutput(f"{path}: damaged shard file ({e.strerror}); {_REDO}") from e
+        if len(data) != recorded[0]:
+            raise DamagedOutput(
+                f"{path}: damaged shard file ({len(data)} bytes, {recorded[0]} were written); "
+                + _REDO
+            )
+        if hashlib.sha256(data).hexdigest() != recorded[1]:
+            raise DamagedOutput(f"{path}: damaged shard file (sha256 differs); {_REDO}")
+        return data
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every record of the written shards, in input order."""
         for j in self.shards():
-            with open(self.store.path(shard_name(j) + ".jsonl"), encoding="utf-8") as f:
-                for line in f:
-                    yield json.loads(line)
+            data = self._read(j, ".jsonl") or b""
+            try:
+                lines = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+            except ValueError as e:  # only where nothing was recorded to check against
+                path = self._file(j, ".jsonl")
+                raise DamagedOutput(f"{path}: unreadable records ({e}); {_REDO}") from e
+            yield from lines
 
     def arrays(self, shard: int) -> dict[str, np.ndarray]:
         """The arrays of one shard (the last one read is kept)."""
         if self._cache is None or self._cache[0] != shard:
-            path = self.store.path(shard_name(shard) + ".npz")
-            if not os.path.exists(path):
+            data = self._read(shard, ".npz")
+            if data is None:
                 return {}
-            with np.load(path) as z:
-                self._cache = (shard, {key: z[key] for key in z.files})
+            try:
+                with np.load(io.BytesIO(data)) as z:
+                    arrays = {key: z[key] for key in z.files}
+            except Exception as e:  # BadZipFile, EOFError, ValueError...: a damaged file
+                path = self._file(shard, ".npz")
+                raise DamagedOutput(
+                    f"{path}: unreadable arrays ({type(e).__name__}: {e}); {_REDO}"
+                ) from e
+            self._cache = (shard, arrays)
         return self._cache[1]
 
     def find(self, index: int) -> tuple[int, int]:
@@ -112,19 +175,27 @@ class Extraction:
         """``(path, reason)`` of every unreadable input in the written shards."""
         out = []
         for j in self.shards():
-            path = self.store.path(shard_name(j) + ".skipped.tsv")
-            if os.path.exists(path):
-                out += read_skipped(path)
+            data = self._read(j, ".skipped.tsv")
+            if data is not None:
+                out += _skipped_rows(data.decode("utf-8", "surrogateescape"))
         return out
+
+
+_REDO = "run the same camjax extract command again to redo its shard"
 
 
 def read_skipped(path: str) -> list[tuple[str, str]]:
     """Rows of a ``skipped.txt`` / ``part-XXXXX.skipped.tsv`` (tab, newline and backslash
     escaped as ``\\t``, ``\\n``, ``\\\\``)."""
-    out = []
     with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as f:
-        for line in f:
-            p, _, why = line.rstrip("\n").partition("\t")
+        return _skipped_rows(f.read())
+
+
+def _skipped_rows(text: str) -> list[tuple[str, str]]:
+    out = []
+    for line in text.split("\n"):
+        if line:
+            p, _, why = line.partition("\t")
             out.append((unescape_tsv(p), unescape_tsv(why)))
     return out
 

@@ -12,7 +12,6 @@ TensorFlow is imported on this path.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -20,14 +19,24 @@ from typing import Any
 
 import numpy as np
 
-from camjax.bulk.store import FORMAT, Store, atomic_write, inputs_fingerprint, shard_name
-from camjax.evaluation.geometry import rescale_boxes
+from camjax.bulk.lock import OutputBusy, OutputLock
+from camjax.bulk.store import FORMAT, Store, inputs_fingerprint, shard_name
+from camjax.bulk.writer import ShardWriter
 from camjax.files import images as images_lib
+from camjax.files.atomic import NoRoom, no_room
 from camjax.files.inputs import list_inputs
 from camjax.files.prefetch import ordered_map
 
 MAP_MODES = ("feature", "input", "none")
 RESIZE = "whole image to SxS (aspect not kept), bilinear, antialiased when downscaling"
+
+
+class ExtractionStopped(OSError):
+    """The run stopped for want of room (disk full, quota, file size limit); the message,
+    one line, names the file and what was kept."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class _Listed(Exception):
@@ -101,10 +110,14 @@ def extract_to(
     for every image instead of the top-k. ``tfds``: ``"NAME:SPLIT"``, a TFDS split as
     the input instead of files (``data_dir`` its TFDS folder). Returns a summary:
     ``num_images`` (records written by this call), ``skipped`` (``(path, reason)`` by
-    this call), ``complete``, ``shards_done``, ``out``.
+    this call), ``complete``, ``shards_done``, ``out``, ``moved_aside`` (``(shard, reason,
+    folder)`` of finished shards found damaged, moved to ``corrupt/`` and redone).
+
+    Raises :class:`OutputBusy` when another extraction is writing to ``out_dir`` (see
+    :mod:`camjax.bulk.lock`), :class:`ExtractionStopped` (one line: the file, the shards
+    kept) when the disk, quota or file size limit is full.
     """
     import jax
-    from tqdm import tqdm
 
     if maps not in MAP_MODES:
         raise ValueError(f"maps must be one of {MAP_MODES}, got {maps!r}")
@@ -174,8 +187,60 @@ def extract_to(
         "class_names": list(names),
     }
     store = Store(out_dir)
-    store.open(manifest, overwrite=overwrite)
-    mine = [j for j in range(num_shards) if j % pc == pi and not store.done(j)]
+    ours = [j for j in range(num_shards) if j % pc == pi]
+    try:
+        with OutputLock(out_dir, pi, pc):  # OutputBusy at once if another run writes here
+            store.open(manifest, overwrite=overwrite)
+            moved = _move_damaged(store, manifest, ours)
+            summary = _run(
+                store, manifest, [j for j in ours if not store.done(j)], loaded=loaded,
+                entries=entries, settings=settings, extra=extra, s=s, k=k,
+                shard_size=shard_size, maps=maps, maps_dtype=maps_dtype, overlays=overlays,
+                overlay_size=overlay_size, max_pixels=max_pixels, threshold=threshold,
+                method=method, batch_size=batch_size, threads=threads, devices=devices,
+                tfds=tfds, data_dir=data_dir, progress=progress,
+            )  # fmt: skip
+    except OSError as e:
+        if no_room(e) is None:
+            raise
+        why = str(e)
+        if not isinstance(e, NoRoom):  # a folder or the lock file made, say: no room either
+            why = f"cannot write {e.filename}: {e.strerror}"
+        done = sum(store.done(j) for j in range(num_shards))
+        raise ExtractionStopped(
+            f"{why}; {done} of {num_shards} shards are finished and kept in {out_dir}; "
+            "make room (disk space, quota, file size limit) and run the same command again"
+        ) from e
+    summary["moved_aside"] = moved
+    return summary
+
+
+def _move_damaged(store: Store, manifest: dict[str, Any], shards: list[int]) -> list:
+    """Verify finished ``shards`` (sizes, then sha256); move damaged ones to ``corrupt/``
+    so they are redone. Returns ``(shard name, reason, where it went)`` of each."""
+    moved = []
+    for j in shards:
+        if not store.done(j):
+            continue
+        why = store.check(j)
+        if why is not None:
+            dest = store.move_aside(j)
+            moved.append((shard_name(j), why, dest))
+    if moved:
+        store.mark_incomplete(manifest)
+    return moved
+
+
+def _run(store: Store, manifest: dict[str, Any], mine: list[int], *, loaded: Any,
+         entries: list, settings: dict[str, Any], extra: dict[str, Any], s: int, k: int,
+         shard_size: int, maps: str, maps_dtype: str, overlays: int, overlay_size: int,
+         max_pixels: int, threshold: float, method: str, batch_size: int,
+         threads: int | None, devices: list | None, tfds: str | None, data_dir: str | None,
+         progress: bool) -> dict[str, Any]:  # fmt: skip
+    """Extract shards ``mine`` (extract_to's checked arguments); returns the summary."""
+    from tqdm import tqdm
+
+    out_dir, num_shards = store.out, manifest["num_shards"]
     if not mine:  # nothing left for this process: no model program to build
         final = store.finish(num_shards, manifest)
         return {"num_images": 0, "skipped": [], "out": out_dir, "shards_done": 0,
@@ -199,6 +264,9 @@ def extract_to(
             return images_lib.resize_array(arr, s, max_pixels=max_pixels)
         return images_lib.read_image(path, s, max_pixels=max_pixels, budget=budget)
 
+    if tfds is not None:
+        from camjax.bulk import tfds_source
+
     def work_items():
         for j in mine:
             a, b = j * shard_size, min((j + 1) * shard_size, len(entries))
@@ -216,8 +284,8 @@ def extract_to(
     for j in mine:
         store.begin_shard(j)
     summary: dict[str, Any] = {"num_images": 0, "skipped": [], "out": out_dir}
-    writer = _Writer(store, loaded, settings, s, k, maps, maps_dtype, overlays, overlay_size,
-                     max_pixels)  # fmt: skip
+    writer = ShardWriter(store, loaded, settings, s, k, maps, maps_dtype, overlays,
+                         overlay_size, max_pixels)  # fmt: skip
     bar = tqdm(total=total, unit="img", disable=not progress, desc="extract")
     pending = None  # (rows meta, device outputs) of the batch in flight
     rows: list = []
@@ -242,7 +310,8 @@ def extract_to(
 
     def _maybe_commit(j):
         if shards[j].full():
-            writer.commit(j, shards.pop(j))
+            shard = shards.pop(j)
+            writer.commit(j, shard.rows, shard.skipped)
             summary["shards_done"] = summary.get("shards_done", 0) + 1
 
     try:
@@ -284,104 +353,4 @@ def extract_to(
     return summary
 
 
-class _Writer:
-    """Turns a full shard's rows into its files (records, arrays, overlays)."""
-
-    def __init__(self, store, loaded, settings, s, k, maps, maps_dtype, overlays, overlay_size,
-                 max_pixels):  # fmt: skip
-        self.store, self.names, self.s, self.k = store, loaded.class_names, s, k
-        self.maps, self.maps_dtype = maps, maps_dtype
-        self.overlays, self.overlay_size, self.max_pixels = overlays, overlay_size, max_pixels
-        self.tag = {key: settings[key] for key in ("model", "method", "layer", "threshold")}
-        self.num_records = 0
-
-    def commit(self, j: int, shard: _Shard) -> None:
-        rows = sorted(shard.rows, key=lambda r: r[0])
-        skipped = sorted(shard.skipped, key=lambda r: r[0])
-        records, arrays = [], None
-        if rows:
-            arrays, maps = self._arrays(rows)
-            for r, (i, path, hw, _) in enumerate(rows):
-                records.append(self._record(j, r, i, path, hw, arrays))
-            if self.overlays:
-                self._overlays(j, rows, arrays, maps)
-        self.store.commit_shard(j, records, arrays, [(p, why) for _, p, why in skipped])
-        self.num_records += len(records)
-
-    def _arrays(self, rows) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        s = self.s
-        sizes = np.asarray([hw for _, _, hw, _ in rows], np.int32)
-        boxes = np.stack([o["boxes"] for *_, o in rows]).astype(np.int32)
-        orig = np.stack([rescale_boxes(b, (s, s), hw) for b, hw in zip(boxes, sizes, strict=True)])
-        arrays = {
-            "index": np.asarray([i for i, *_ in rows], np.int64),
-            "paths": np.asarray([p for _, p, _, _ in rows], dtype=str),
-            "orig_size": sizes,
-            "class_ids": np.stack([o["class_ids"] for *_, o in rows]).astype(np.int32),
-            "probs": np.stack([o["probs"] for *_, o in rows]).astype(np.float32),
-            "boxes": boxes,
-            "boxes_original": orig.astype(np.int32),
-            "input_size": np.asarray([s, s], np.int32),
-            "class_names": np.asarray(self.names, dtype=str),
-        }
-        maps = None
-        if self.maps != "none" or self.overlays:
-            maps = np.stack([o["maps"] for *_, o in rows])
-            if self.maps != "none":
-                arrays["maps"] = maps.astype(self.maps_dtype)
-        return arrays, maps
-
-    def _record(self, j, r, i, path, hw, arrays) -> str:
-        top = [
-            {
-                "rank": n + 1,
-                "class_id": int(arrays["class_ids"][r, n]),
-                "class_name": self.names[int(arrays["class_ids"][r, n])],
-                "prob": round(float(arrays["probs"][r, n]), 6),
-                "box": [int(v) for v in arrays["boxes_original"][r, n]],
-            }
-            for n in range(self.k)
-        ]
-        rec = {"index": i, "path": path, "height": int(hw[0]), "width": int(hw[1]),
-               "shard": j, "row": r, "top_k": top, **self.tag}  # fmt: skip
-        return json.dumps(rec)
-
-    def _overlays(self, j, rows, arrays, maps) -> None:
-        from PIL import Image
-
-        from camjax.bulk.reader import resize_map
-        from camjax.overlay import labelled_panels
-
-        folder = self.store.path("overlays", shard_name(j))
-        os.makedirs(folder, exist_ok=True)
-        n = self.overlays
-        for r, (i, path, _, _) in enumerate(rows):
-            try:
-                img, _ = images_lib.read_image(
-                    path, self.overlay_size, max_pixels=self.max_pixels, keep_aspect=True
-                )
-            except Exception:  # read once already; a file changed since is not fatal
-                continue
-            h, w = img.shape[:2]
-            cams = [resize_map(maps[r, m].astype(np.float32), (h, w)) for m in range(n)]
-            boxes = rescale_boxes(arrays["boxes"][r, :n], (self.s, self.s), (h, w))
-            labels = [
-                f"{m + 1}. {self.names[int(arrays['class_ids'][r, m])]} "
-                f"{float(arrays['probs'][r, m]):.2f}"
-                for m in range(n)
-            ]
-            panel = labelled_panels(img, cams, boxes, labels)
-            stem = os.path.splitext(os.path.basename(path))[0][:60]
-            stem = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in stem)
-            atomic_write(os.path.join(folder, f"{i:08d}_{stem}.png"), _png(Image.fromarray(panel)))
-
-
-def _png(image) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-__all__ = ["MAP_MODES", "extract_to"]
+__all__ = ["MAP_MODES", "ExtractionStopped", "OutputBusy", "extract_to"]
