@@ -38,12 +38,24 @@ def is_nnx(model: Any) -> bool:
     return nnx is not None and isinstance(model, nnx.Module)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class NNXGraph:
     """An NNX model's graph definition with Linen's calling convention:
-    ``apply(state, images, **kw)`` runs a merged inference-mode copy."""
+    ``apply(state, images, **kw)`` runs a merged inference-mode copy. Equal graph
+    definitions are equal keys of the compile cache, also when a module keeps an
+    unhashable static attribute (a dict config): then every such graph hashes alike and
+    equality decides."""
 
     graphdef: Any
+
+    def __hash__(self) -> int:
+        try:
+            return hash(self.graphdef)
+        except TypeError:
+            return hash((type(self.graphdef).__name__, "unhashable attributes"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NNXGraph) and bool(self.graphdef == other.graphdef)
 
     def apply(self, state: Any, images: jax.Array, **kwargs: Any) -> Any:
         return merged(self, state)(images, **kwargs)
