@@ -247,6 +247,7 @@ class NeedsFlag(nnx.Module):
     def __init__(self, *, rngs: nnx.Rngs):
         self.conv = nnx.Conv(3, 4, (3, 3), rngs=rngs)
         self.fc = nnx.Linear(4, C, rngs=rngs)
+        self.config = {"classes": C}  # an unhashable static attribute
 
     def __call__(self, x, *, train: bool):
         type(self).traced += 1  # counts the Python calls: traces, not runs
@@ -273,8 +274,12 @@ def test_call_keywords_and_one_trace(images):
 
 
 def test_inside_the_callers_jit(resnet, images):
+    want = compute_maps("gradcam", resnet, images, IDS, layer="backbone.layer2")
     f = jax.jit(lambda x: compute_maps("gradcam", resnet, x, IDS, layer="backbone.layer2"))
-    np.testing.assert_allclose(
-        f(images), compute_maps("gradcam", resnet, images, IDS, layer="backbone.layer2"),
-        rtol=1e-5, atol=1e-6,
-    )  # fmt: skip
+    np.testing.assert_allclose(f(images), want, rtol=1e-5, atol=1e-6)
+
+    @nnx.jit
+    def g(model, x):
+        return compute_maps("gradcam", model, x, IDS, layer="backbone.layer2")
+
+    np.testing.assert_allclose(g(resnet, images), want, rtol=1e-5, atol=1e-6)

@@ -19,6 +19,7 @@ from camjax.methods import layercam  # noqa: F401
 from camjax.methods import backprop  # noqa: F401
 
 # isort: on
+from camjax.methods.checks import CamjaxWarning
 from camjax.methods.compute import compute_maps, output_shape
 from camjax.methods.layer import Cut, cut
 from camjax.methods.registry import METHODS, Method, get, register
@@ -34,6 +35,7 @@ from camjax.methods.targets import (
 __all__ = [
     "METHODS",
     "TTA",
+    "CamjaxWarning",
     "ClassLogit",
     "ClassProbability",
     "Cut",

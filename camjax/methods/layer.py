@@ -14,7 +14,9 @@ on that submodule's ``__call__``, so the model's code needs no hook. For a layer
 camjax's own :class:`~camjax.models.CAMNet` has the shortcut ``layer="head"`` (the map
 its global pooling reads, after the head's convs and ReLU: not a submodule's output)
 and ``"backbone"`` is an ordinary path there. The model's output may be an array or a
-tuple/dict whose logits :func:`camjax.methods.targets.logits_of` finds.
+tuple/dict whose logits :func:`camjax.methods.targets.logits_of` finds. A Flax NNX model
+(split into an :class:`~camjax.methods.nnx_models.NNXGraph` and its state) is cut by
+:func:`camjax.methods.nnx_models.cut_nnx` into the same :class:`Cut`.
 """
 
 from __future__ import annotations
