@@ -16,7 +16,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _env(devices):
-    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return dict(
+        os.environ,
+        XLA_FLAGS=(
+            f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
+        ),
+    )
 
 
 def _cmd(images, out, *extra):

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("metrics", "evaluators", "protocols"),
     ("evaluation",),
     ("train", "bulk"),
-    ("cli", "cli_extract", "extract", "demo", "__init__"),
+    ("cli", "cli_extract", "console", "extract", "demo", "__init__"),
 )
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -52,7 +52,10 @@ def fake_data(monkeypatch):
 def test_two_processes_match_one_process_with_8_devices(tmp_path, fake_data, parallel="pmap"):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(here=HERE))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0",
+    )
     port, multi = str(_free_port()), str(tmp_path / "multi")
     procs = [
         subprocess.Popen(
