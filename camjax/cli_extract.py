@@ -103,6 +103,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-processes", type=_positive, default=1)
     p.add_argument("--process-id", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="also Orbax's, absl's and TF's logs")
     p.add_argument(
         "--cpu-devices",
         type=int,
