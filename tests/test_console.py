@@ -139,14 +139,50 @@ def test_config_validation_does_not_import_tensorflow():
     assert out.stdout.splitlines()[-1] == "False"
 
 
+CLOSED_LOOP = """
+import asyncio, sys
+from camjax import console
+if {quiet}:
+    console.quiet_logging()
+loop = asyncio.new_event_loop()
+loop.close()
+
+
+class LateCallback:
+    # What TensorStore does when a read finishes after Orbax closed its loop: report to the
+    # closed loop from a place where the error cannot propagate (here a finaliser).
+    def __del__(self):
+        loop.call_soon_threadsafe(print)
+
+
+class OtherError:
+    def __del__(self):
+        raise RuntimeError("something else")
+
+
+LateCallback()
+OtherError()
+print("done")
+"""
+
+
+def test_the_closed_loop_report_and_only_it_is_dropped():
+    loud = _run(CLOSED_LOOP.format(quiet=False))
+    quiet = _run(CLOSED_LOOP.format(quiet=True))
+    for out in (loud, quiet):
+        assert out.returncode == 0 and out.stdout == "done\n", out.stderr
+        assert "RuntimeError: something else" in out.stderr  # other reports stay
+    assert "Event loop is closed" in loud.stderr
+    assert "Event loop is closed" not in quiet.stderr, quiet.stderr
+
+
 DAMAGED_RESTORE = """
 import os, sys, time
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 from camjax import console
-if {quiet}:
-    console.quiet_logging()
+console.quiet_logging()
 path = epath.Path({path!r})
 tree = {{f"a{{i}}": np.arange(20000, dtype=np.float32) * i for i in range(24)}}
 handler = ocp.PyTreeCheckpointHandler()
@@ -160,16 +196,14 @@ try:
     handler.restore(path, args=ocp.args.PyTreeRestore(tree))
 except Exception as e:
     print("unreadable:", type(e).__name__)
-time.sleep(1)  # the late callbacks arrive after the failure
+time.sleep(1)  # the late callbacks, where there are any, arrive after the failure
 """
 
 
-def test_late_callbacks_of_a_damaged_checkpoint_read_are_dropped(tmp_path):
-    loud = _run(DAMAGED_RESTORE.format(quiet=False, path=str(tmp_path / "a")))
-    quiet = _run(DAMAGED_RESTORE.format(quiet=True, path=str(tmp_path / "b")))
-    for out in (loud, quiet):
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert out.stdout.startswith("unreadable:"), out.stdout
-    # Without the hook Python prints them (what a user saw); with it, none.
-    assert "Event loop is closed" in loud.stderr
-    assert "Event loop is closed" not in quiet.stderr, quiet.stderr[-2000:]
+def test_a_damaged_checkpoint_read_prints_nothing_past_its_error(tmp_path):
+    # The real case; how many reads are still in flight when the first fails varies, so
+    # the deterministic check is the test above.
+    out = _run(DAMAGED_RESTORE.format(path=str(tmp_path / "a")))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("unreadable:"), out.stdout
+    assert "Event loop is closed" not in out.stderr, out.stderr[-2000:]
