@@ -170,6 +170,7 @@ def test_resnet_batch_equals_alone(name, resnet, images):
         np.testing.assert_allclose(batch[b : b + 1], alone, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_vit_gradcam_tokens_match_hand_vjp(vit, images):
     model, v = vit
     tokens = model.apply(v, images, method=ViT.tokens)  # [B, 1 + 16, D]

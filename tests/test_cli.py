@@ -73,6 +73,7 @@ def _args(out, *extra):
     return ["--out", out, "--top-k", "3", "--batch-size", "2", "--no-progress", *extra]
 
 
+@pytest.mark.slow
 def test_extract_from_workdir_skips_bad_files(workdir, folder, tmp_path, capsys):
     wd, num_classes, _ = workdir
     out = str(tmp_path / "out")
@@ -129,6 +130,7 @@ def test_extract_from_workdir_skips_bad_files(workdir, folder, tmp_path, capsys)
             assert os.stat(os.path.join(dirpath, name)).st_mode & 0o777 == 0o664, name
 
 
+@pytest.mark.slow
 def test_extract_reruns_resume_refuse_or_overwrite(workdir, folder, tmp_path, capsys):
     wd, _, _ = workdir
     out = str(tmp_path / "out")
@@ -264,6 +266,7 @@ def test_extract_pretrained_efficientnet_on_real_photos_without_tensorflow(tmp_p
     assert ex.settings["input_normalization"] == "minus127_div128"
 
 
+@pytest.mark.slow
 def test_evaluate_a_checkpoint_writes_the_report(workdir, tmp_path):
     # evaluate.py's library call on the same random checkpoint: a chosen step folder,
     # the 4 validation images of the private build, report + figures in the workdir.

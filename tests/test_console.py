@@ -93,6 +93,7 @@ def test_tensorflow_loads_without_a_line_on_stderr():
     assert out.stdout.strip() == "3.0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv, message",
     [

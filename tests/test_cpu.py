@@ -72,6 +72,7 @@ def lite0():
     return model, cpu.shifted_depthwise(model), x
 
 
+@pytest.mark.slow
 def test_lite0_variables_and_outputs_unchanged(lite0):
     model, shifted, x = lite0
     v = jax.jit(model.init)(jax.random.key(1), x)
@@ -89,6 +90,7 @@ def test_lite0_variables_and_outputs_unchanged(lite0):
         np.testing.assert_allclose(fb, fa, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_lite0_gradients_and_forward_mode_agree(lite0):
     model, shifted, x = lite0
     v = jax.jit(model.init)(jax.random.key(2), x)
@@ -177,6 +179,7 @@ def _devices_after(code: str, xla_flags: str | None) -> subprocess.CompletedProc
     )
 
 
+@pytest.mark.slow
 def test_split_cores():
     r = _devices_after("print(cpu.split_cores(3), jax.device_count())", None)
     assert r.stdout.split() == ["3", "3"], r.stderr[-2000:]

@@ -55,6 +55,7 @@ def test_forward_mode_traces_for_every_model(name):
     )
 
 
+@pytest.mark.slow
 def test_jvp_and_linearize_agree_with_reverse_mode(name="tiny_gap"):
     """Forward mode against reverse mode, two independent derivations of one Jacobian:
     ``<u, J t> == <J^T u, t>`` for random ``u`` and ``t``, and ``linearize`` equals ``jvp``.
@@ -84,6 +85,7 @@ def test_jvp_and_linearize_agree_with_reverse_mode(name="tiny_gap"):
         np.testing.assert_allclose(lin(t), jt, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_hessian_vector_product_of_the_training_loss():
     """``H v`` by forward-over-reverse against two independent references.
 

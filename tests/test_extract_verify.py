@@ -140,6 +140,7 @@ def test_a_garbage_manifest_is_named(reference, tmp_path):
     assert issubclass(DamagedOutput, ValueError)
 
 
+@pytest.mark.slow
 def test_a_second_extraction_into_the_same_out_stops_with_one_line(reference, tmp_path):
     images, ref = reference
     out, hold = str(tmp_path / "out"), str(tmp_path / "go")
@@ -187,6 +188,7 @@ def _disk_full_then_resume(images, ref, out, run_full, make_room):
     return kept
 
 
+@pytest.mark.slow
 def test_disk_full_on_a_tmpfs_is_one_line_and_the_same_command_finishes(reference, tmp_path):
     images, ref = reference
     mnt = tmp_path / "small"
@@ -206,6 +208,7 @@ def test_disk_full_on_a_tmpfs_is_one_line_and_the_same_command_finishes(referenc
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_is_one_line_and_the_same_command_finishes(reference, tmp_path):
     images, ref = reference
     out = str(tmp_path / "out")

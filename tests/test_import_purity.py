@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import importlib, json, os, pkgutil, sys
 import cv2  # noqa: F401  (OpenCV's own import edits LD_LIBRARY_PATH; not camjax's doing)
@@ -42,6 +44,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_importing_every_module_changes_nothing():
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300

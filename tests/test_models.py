@@ -206,6 +206,7 @@ def googlenet32():
     return gap, variables, images
 
 
+@pytest.mark.slow
 def test_gmp_pools_with_max_and_differs_from_gap(googlenet32):
     gap, variables, images = googlenet32
     gmp = models.create("googlenet_gmp", 5)

@@ -207,6 +207,7 @@ def test_targets_and_smoothing(resnet, images):
         assert m.shape == (3, 2, 8, 8) and np.isfinite(np.asarray(m)).all()
 
 
+@pytest.mark.slow
 def test_vit_tokens_match_hand_vjp(vit, images):
     t = jnp.concatenate(
         [jnp.broadcast_to(vit.cls[...], (3, 1, 16)), vit.embed(images).reshape(3, -1, 16)], 1

@@ -70,6 +70,7 @@ def _env():
     return env
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_bitwise(tmp_path, fake_data):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(here=HERE))
@@ -134,6 +135,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, fake_data, monk
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state))
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused(tmp_path, fake_data):
     train.train_and_evaluate(fd.config(2), str(tmp_path))
     other = fd.config(4)
@@ -180,6 +182,7 @@ def test_replicated_checkpoint_form_round_trips():
     assert step.replicate_global({"s": np.int32(3)})["s"].shape == ()
 
 
+@pytest.mark.slow
 def test_train_py_rejects_an_unknown_override_and_a_typo_in_a_config_file(tmp_path):
     root = os.path.dirname(HERE)
     run = [sys.executable, os.path.join(root, "train.py"), "--workdir", str(tmp_path)]

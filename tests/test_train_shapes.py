@@ -9,6 +9,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 
 from camjax import data
 from camjax.train import build_model, create_optimizer, load_config, loop, step
@@ -16,6 +17,7 @@ from camjax.train import build_model, create_optimizer, load_config, loop, step
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_embedded_shapes():
     c = load_config(os.path.join(ROOT, "configs", "default.py"))
     c.data.image_size = 32
