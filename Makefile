@@ -18,7 +18,7 @@ CORE_TESTS = tests/test_models.py tests/test_cam.py tests/test_saliency.py \
 	tests/test_train_step.py tests/test_train_reliability.py tests/test_extraction.py \
 	tests/test_extract_resume.py tests/test_efficientnet.py tests/test_pretrained_reader.py \
 	tests/test_pretrained_torchvision.py tests/test_pretrained_safetensors.py \
-	tests/test_console.py tests/test_packaging.py
+	tests/test_nnx_models.py tests/test_map_contracts.py tests/test_console.py tests/test_packaging.py
 
 .PHONY: install demo test test-fast test-oldest lint bench
 
@@ -43,6 +43,7 @@ test-fast: install
 test-oldest:
 	test -x $(VENV_OLDEST)/bin/python || $(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
 	$(VENV_OLDEST)/bin/python -m pip install $(PIP_FLAGS) -c constraints-oldest.txt -e ".[test,demo]"
+	$(VENV_OLDEST)/bin/python -m pip freeze | grep -iE '^(jax|jaxlib|flax|numpy|scipy|pytest|torch)==' | tr '\n' ' '; echo
 	$(VENV_OLDEST)/bin/python -m pytest -q -n 2 --dist loadgroup -m "not slow" $(CORE_TESTS)
 
 lint: install
