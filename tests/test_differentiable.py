@@ -34,7 +34,17 @@ def _train_logits(model, variables, x):
     return logits
 
 
-@pytest.mark.parametrize("name", ALL)
+# GoogLeNet-GMP shares GoogLeNet-GAP's backbone, and Lite0's forward mode is also checked
+# in test_cpu.py: both run in the whole suite, not the edit-test loop.
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow)
+        if n in ("googlenet_gmp", "efficientnet_lite0_gap")
+        else n
+        for n in ALL
+    ],
+)
 def test_forward_mode_traces_for_every_model(name):
     model, x = _build(name)
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
