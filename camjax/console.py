@@ -53,9 +53,12 @@ def quiet_logging(verbose: bool = False) -> None:
 
 
 def _not_noise(record: logging.LogRecord) -> bool:
-    message = str(record.msg)
-    # TFDS, on every load of a builder config it did not name itself.
+    message = record.getMessage()
+    # TFDS, on every load of a builder config it did not name itself, and when it starts
+    # generating a data set into a new version folder (the embedded camjax_shapes' first run).
     if message.startswith("Using custom data configuration"):
+        return False
+    if message.startswith("Variant folder") and "has no dataset_info.json" in message:
         return False
     # Orbax, when a checkpoint item is read on its own (the metadata file sits one level up,
     # in the step folder, where camjax's own metadata and checksums are checked instead).

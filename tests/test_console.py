@@ -208,3 +208,21 @@ def test_a_damaged_checkpoint_read_prints_nothing_past_its_error(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("unreadable:"), out.stdout
     assert "Event loop is closed" not in out.stderr, out.stderr[-2000:]
+
+
+def test_known_library_notices_are_dropped_and_other_warnings_kept():
+    out = _run(
+        """
+        import logging
+        from camjax import console
+        console.quiet_logging()
+        log = logging.getLogger("absl")
+        log.warning("Variant folder %s has no dataset_info.json", "/d/shapes/1.2.0")
+        log.warning("Metadata file does not exist: %s", "/c/4/state/_CHECKPOINT_METADATA")
+        log.warning("Using custom data configuration s64")
+        log.warning("a real warning about %s", "something")
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].endswith("a real warning about something"), lines
