@@ -22,6 +22,7 @@ from camjax.cam import NORMALIZE_MODES, UPSAMPLE_METHODS, _is_concrete, normaliz
 from camjax.methods import METHODS, checks, programs
 from camjax.methods.calling import check_images
 from camjax.methods.compute import (
+    MAP_OPTIONS,
     MISSING,
     _apply_kwargs,
     bad_rows,
@@ -37,22 +38,13 @@ from camjax.methods.targets import ClassLogit, ClassProbability, check_class_ids
 
 _STATIC = (
     "top_k",
-    "method",
     "threshold",
     "normalization",
     "upsample_method",
     "num_boxes",
     "map_resolution",
-    "layer",
-    "classifier",
-    "reshape",
-    "apply_kwargs",
-    "eigen",
-    "tta",
-    "smoothgrad",
-    "options",
     "class_target",
-    "target_static",
+    *MAP_OPTIONS,
 )
 
 CLASS_TARGETS = {"logit": ClassLogit, "probability": ClassProbability}

@@ -1,25 +1,28 @@
-"""The README's "Your own model" section runs as written and prints what it says."""
+"""The README's "Your own model" section and its "Flax NNX" subsection run as written and
+print what they say."""
 
 import contextlib
 import io
 import pathlib
 import re
 
+import pytest
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
-
-def _section() -> str | None:
-    text = README.read_text()
-    m = re.search(r"^## Your own model\n(.*?)(?=^## )", text + "\n## ", re.S | re.M)
-    return m.group(1) if m else None
+# (heading, the part up to the next heading at this level or above)
+SNIPPETS = [("## Your own model", r"^## "), ("### Flax NNX", r"^##")]
 
 
-def test_your_own_model_snippet_runs_and_prints_what_it_says():
-    section = _section()
-    assert section is not None, "README.md has no 'Your own model' section"
+@pytest.mark.parametrize("heading, end", SNIPPETS)
+def test_snippet_runs_and_prints_what_it_says(heading, end):
+    text = README.read_text() + "\n## "
+    m = re.search(rf"^{re.escape(heading)}\n(.*?)(?={end})", text, re.S | re.M)
+    assert m is not None, f"README.md has no {heading!r} section"
+    section = m.group(1)
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     printed = re.search(r"prints\n\n```\n(.*?)```", section, re.S).group(1)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md:Your own model", "exec"), {"__name__": "readme"})
+        exec(compile(code, f"README.md:{heading.lstrip('# ')}", "exec"), {"__name__": "readme"})
     assert out.getvalue() == printed

@@ -128,7 +128,9 @@ def cam_identity_check(m: Method, c: Cut, target: Any, maps: jax.Array, bad: jax
     )
 
 
-_STATIC = (
+# The keyword options a map program is compiled for (jit static arguments); extract's
+# program takes these and its own.
+MAP_OPTIONS = (
     "method",
     "layer",
     "classifier",
@@ -173,7 +175,7 @@ def _build(get_model):
         shape = jnp.zeros((0, num_classes or 0), bool)  # carries num_classes out
         return maps, shape, tuple(flag for _, flag in flags)
 
-    return jax.jit(program, static_argnames=_STATIC), pending
+    return jax.jit(program, static_argnames=MAP_OPTIONS), pending
 
 
 def first_cut(m: Method, model, variables, images, layer, classifier, reshape, kw) -> Cut:
