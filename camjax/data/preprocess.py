@@ -26,39 +26,16 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-# ImageNet RGB statistics in [0, 1] units (torchvision / timm convention).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _imagenet(x: tf.Tensor) -> tf.Tensor:
-    """``(x / 255 - mean) / std`` per channel."""
-    return (x / 255.0 - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
-
-
-def _minus127_div128(x: tf.Tensor) -> tf.Tensor:
-    """``(x - 127) / 128``: EfficientNet(-Lite) TF-slim input scaling."""
-    return (x - 127.0) / 128.0
-
-
-def _unit(x: tf.Tensor) -> tf.Tensor:
-    """``x / 255``."""
-    return x / 255.0
-
-
-# data_cfg.normalization -> fn(float32 image in [0, 255]) -> model input.
-NORMALIZATIONS = {
-    "imagenet": _imagenet,
-    "minus127_div128": _minus127_div128,
-    "unit": _unit,
-}
+from camjax.files.images import NORMALIZATIONS
 
 
 def normalize(image: tf.Tensor, mode: str) -> tf.Tensor:
-    """Map a ``[0, 255]`` image to model input units by ``NORMALIZATIONS[mode]``."""
+    """Map a ``[0, 255]`` image to model input units by ``NORMALIZATIONS[mode]``
+    (:data:`camjax.files.images.NORMALIZATIONS`, the table the numpy path uses)."""
     if mode not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {mode!r}; known: {', '.join(NORMALIZATIONS)}")
-    return NORMALIZATIONS[mode](tf.cast(image, tf.float32))
+    scale, mean, std = NORMALIZATIONS[mode]
+    return (tf.cast(image, tf.float32) / scale - tf.constant(mean)) / tf.constant(std)
 
 
 def pixel_boxes(boxes: tf.Tensor, size: int) -> tf.Tensor:

@@ -5,7 +5,7 @@ RGB, 16-bit scaled to 8-bit. Resizing: the whole image to ``S x S`` (aspect not 
 as the evaluation pipeline does), bilinear, antialiased when downscaling (Pillow's
 filter widened by the scale factor, as ``tf.image.resize(..., antialias=True)`` and the
 WSOL benchmark's PIL resize do); then the model's normalisation
-(:data:`NORMALIZATIONS`, the formulas of ``camjax.data.preprocess``).
+(:data:`NORMALIZATIONS`, the table ``camjax.data.preprocess`` reads too).
 
 Memory budget (documented in the README): a JPEG is decoded at the smallest DCT scale
 (1/2, 1/4, 1/8) that keeps both sides at least ``2 S`` (Pillow's ``draft``); any image
@@ -22,14 +22,17 @@ import threading
 import numpy as np
 from PIL import Image
 
-IMAGENET_MEAN = np.asarray((0.485, 0.456, 0.406), np.float32)
-IMAGENET_STD = np.asarray((0.229, 0.224, 0.225), np.float32)
+# ImageNet RGB statistics in [0, 1] units (torchvision / timm convention).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# data_cfg.normalization -> fn(float32 image in [0, 255]) -> model input; value range.
-NORMALIZATIONS = {
-    "imagenet": lambda x: (x / np.float32(255.0) - IMAGENET_MEAN) / IMAGENET_STD,
-    "minus127_div128": lambda x: (x - np.float32(127.0)) / np.float32(128.0),
-    "unit": lambda x: x / np.float32(255.0),
+# The one pixel-normalisation table, for the numpy path here and the tf.data path
+# (``camjax.data.preprocess``): ``data_cfg.normalization`` -> ``(scale, mean, std)``,
+# model input ``= (pixels / scale - mean) / std`` per channel, pixels in [0, 255].
+NORMALIZATIONS: dict[str, tuple[float, tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": (255.0, IMAGENET_MEAN, IMAGENET_STD),
+    "minus127_div128": (1.0, (127.0,) * 3, (128.0,) * 3),  # EfficientNet(-Lite) TF-slim
+    "unit": (255.0, (0.0,) * 3, (1.0,) * 3),
 }
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; the decode budget, see the module docstring
 
@@ -53,7 +56,9 @@ def normalize(images: np.ndarray, mode: str) -> np.ndarray:
     """``[..., 3]`` pixels in [0, 255] -> float32 model input by ``NORMALIZATIONS[mode]``."""
     if mode not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {mode!r}; known: {', '.join(NORMALIZATIONS)}")
-    return NORMALIZATIONS[mode](np.asarray(images, np.float32)).astype(np.float32)
+    scale, mean, std = NORMALIZATIONS[mode]
+    x = np.asarray(images, np.float32) / np.float32(scale)
+    return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
 
 
 def input_range(mode: str) -> tuple[float, float]:

@@ -27,10 +27,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from camjax.files.images import IMAGENET_MEAN, IMAGENET_STD
 from camjax.models.head import CAMHead, CAMNet, ModuleDef
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Inception blocks up to 4e: (name, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj),
 # from Szegedy et al. (2015), Table 1; "M" marks the ceil-mode 3x3/2 max-pool (maxpool3).
