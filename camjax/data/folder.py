@@ -11,19 +11,13 @@ reason after (or during) the pass. Read-ahead is bounded (two batches).
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 
 from camjax.files import images as images_lib
 from camjax.files.inputs import IMAGE_EXTENSIONS, list_inputs
 from camjax.files.prefetch import ordered_map
-
-
-def list_images(paths_or_glob: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    """Files named by a glob, a directory (its image files, sorted), a file, or a list."""
-    return list_inputs(paths_or_glob).files
 
 
 def read_rgb(path: str, max_side: int | None = None) -> np.ndarray:
@@ -120,4 +114,4 @@ def folder_iterator(
     )
 
 
-__all__ = ["IMAGE_EXTENSIONS", "FolderIterator", "folder_iterator", "list_images", "read_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "FolderIterator", "folder_iterator", "read_rgb"]
