@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from camjax import metrics
-from camjax.evaluators import BoxEvaluator, MaskEvaluator
+from camjax.metrics import BoxEvaluator, MaskEvaluator
 
 
 def blob_maps(batch: int, size: int, seed: int) -> np.ndarray:

@@ -100,7 +100,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.cam_threshold_steps = 100  # MaxBoxAccV2 CAM thresholds in [0, 1)
     c.eval.iou_thresholds = (0.3, 0.5, 0.7)
     c.eval.max_batches = 0  # 0: the whole split
-    # Metric names (camjax.evaluation.metrics) for evaluate.py, and the cheaper subset
+    # Metric names (camjax.metrics) for evaluate.py, and the cheaper subset
     # that training's periodic evaluation computes (with classification accuracy).
     # paper_loc: the paper's localization errors (maps divided by their max, 20% cut);
     # released_loc / wsol_box: the released code's and Choe et al.'s exact protocols

@@ -196,10 +196,9 @@ def _merge_into(dst: dict, src: dict) -> None:
 def test_every_registered_metric_and_method_reaches_the_report():
     # Fails when a registered metric's columns (or a method of camjax.saliency.METHODS)
     # that an evaluation asked for are missing from report.md: the report is generic.
-    from camjax.evaluation import registry
+    from camjax.metrics import registry
     from camjax.saliency import METHODS
 
-    registry._load()
     names = sorted(registry.METRICS)
     methods = sorted(METHODS) + ["centre"]
     per_method = {}

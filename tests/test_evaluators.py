@@ -4,11 +4,7 @@ import numpy as np
 import pytest
 
 from camjax import metrics
-from camjax.evaluators import (
-    BoxEvaluator,
-    LocalizationErrorEvaluator,
-    counter,
-)
+from camjax.metrics import BoxEvaluator, LocalizationErrorEvaluator, counter
 
 BATCHINGS = [(1, 1, 1, 1, 1, 1), (2, 2, 2), (3, 3), (1, 2, 3)]
 

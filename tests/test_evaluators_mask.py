@@ -7,7 +7,7 @@ import pytest
 from test_evaluators import BATCHINGS, _splits  # shared batchings
 
 from camjax import metrics
-from camjax.evaluators import MaskEvaluator
+from camjax.metrics import MaskEvaluator
 
 HAND_MAP = np.array([[[1.0, 0.6, 0.9], [0.3, 0.0, 0.2]]], np.float32)
 HAND_MASK = np.array([[[1, 0, 255], [1, 0, 255]]], np.uint8)

@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pretrained",),
     ("cam", "methods", "saliency"),
     ("labeling", "component_tree", "boxes", "extraction", "overlay"),
-    ("metrics", "evaluators", "protocols"),
+    ("metrics", "protocols"),
     ("evaluation",),
     ("train", "bulk"),
     ("cli", "cli_extract", "console", "extract", "demo", "__init__"),

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from camjax.evaluation import registry, report, runner
+from camjax.evaluation import report, runner
+from camjax.metrics import registry, wsol_box
+from camjax.metrics.max_box_acc import IOU_V2
 from camjax.protocols import PROTOCOLS, blacklist, predict, released, wsol
 
 H = W = 64
@@ -37,7 +39,7 @@ def test_paper_cuts_at_20_percent_of_the_max_not_of_the_range():
     # paper: kept = raw >= 0.2 * 1 -> the object only: box (20, 10, 39, 29), IoU 1.
     # min-max: kept = raw >= -1 + 0.2 * 2 = -0.6 -> the halo too: IoU 400/1296 < 0.5.
     from camjax.cam import normalize
-    from camjax.evaluation.metrics.paper_loc import PaperLoc
+    from camjax.metrics.paper_loc import PaperLoc
 
     raw = _block(5, 5, 40, 50, 0.0, -1.0)
     raw[10:30, 20:40] = 1.0
@@ -91,7 +93,7 @@ def test_wsol_boxes_are_one_pixel_wider_and_pick_by_contour_area():
     m = _block(10, 10, 14, 14)
     (b,) = wsol.boxes_at(m, [0.5], multi_contour=True)
     assert b.tolist() == [[10, 10, 15, 15]]
-    counts = wsol.WsolBoxCounts(wsol.thresholds(10), wsol.IOU_V2, multi_contour=True)
+    counts = wsol_box.WsolBoxCounts(wsol.thresholds(10), IOU_V2, multi_contour=True)
     counts.update(m[None], np.array([[[10, 10, 14, 14]]]), np.array([[True]]), [True])
     r = counts.result()
     assert r["accuracy_per_iou"] == {"30": 100.0, "50": 100.0, "70": 0.0}
@@ -227,7 +229,7 @@ def test_released_ten_crop_boxes_are_scored_at_the_original_size():
     # The predictor's ten-crop output: classes from the crops' mean and bbox1/bbox2 in
     # original pixels (a 300 x 400 image, larger than the 64 x 64 batch), scored against
     # orig_bboxes. Top-1 (class 3 = label) bbox1 is the object; bbox2 is elsewhere.
-    from camjax.evaluation.metrics.released_loc import ReleasedLoc
+    from camjax.metrics.released_loc import ReleasedLoc
 
     boxes12 = np.zeros((1, 6, 2, 4), np.int32)
     boxes12[0, :, 0] = [250, 100, 380, 280]  # bbox1 of every map

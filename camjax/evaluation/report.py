@@ -3,7 +3,7 @@
 The Markdown file has the classification error (the paper's Table 1 columns), the
 protocols the numbers follow (:mod:`camjax.protocols`), then one table per distinct
 ``MetricSpec.table`` of the metrics the evaluation computed (``results["metrics"]``, see
-:mod:`camjax.evaluation.registry`): a row per method (the centre baseline last), the
+:mod:`camjax.metrics.registry`): a row per method (the centre baseline last), the
 spec's ``columns``, its ``description`` under the table. Nothing here names a metric, so
 a new metric needs no edit of this file. All numbers are percentages.
 Both files are written atomically (temporary file + rename), so a reader never sees a
@@ -95,11 +95,10 @@ def _lookup(per_method: Mapping[str, Any], metric: str, key: str) -> Any:
 
 
 def _metric_names(results: Mapping[str, Any]) -> list[str]:
-    from camjax.evaluation import registry
+    from camjax.metrics import registry
 
     if "metrics" in results:
         return [str(n) for n in results["metrics"]]
-    registry._load()  # older layout: every registered metric whose keys are present
     flat = [r for r in results["methods"].values() if isinstance(r, Mapping)]
     return [
         name
@@ -126,7 +125,7 @@ def protocol_lines(names: list[str]) -> list[str]:
 
 def metric_tables(results: Mapping[str, Any], model: str) -> list[str]:
     """The Markdown of every metric table, generically from the registered specs."""
-    from camjax.evaluation import registry
+    from camjax.metrics import registry
 
     methods = results["methods"]
     order = method_order(methods)

@@ -2,7 +2,7 @@
 
 ``evaluate_stream(batches, predict, ...)`` runs any ``predict(method, batch)`` over any
 iterator of batches, feeds the metrics named in ``config.eval.metrics`` (see
-:mod:`camjax.evaluation.registry`) batch by batch (nothing but counts and a handful of
+:mod:`camjax.metrics.registry`) batch by batch (nothing but counts and a handful of
 figure examples is kept, so 50,000 ImageNet images never sit in memory), and merges the
 counts of every process. Training's periodic evaluation (``camjax.train.evaluation``)
 and ``evaluate.py`` (:func:`evaluate`, which restores a checkpoint and writes
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from camjax.evaluation import registry
+from camjax.metrics import registry
 from camjax.evaluation.centre import centre_prediction
 
 Predict = Callable[[str, Mapping[str, np.ndarray]], Mapping[str, Any]]

@@ -7,7 +7,7 @@ protocols, each a faithful copy of one source, so a table can say which it follo
   upsampled to the input (bilinear), divided by its maximum with negatives clipped
   (``camjax.cam.normalize(..., "max")``), pixels ``>= 20%`` of the max kept, box of the
   largest 8-connected component (by pixel count). Top-1/top-5 localization error and
-  GT-known localization (:mod:`camjax.evaluation.metrics.paper_loc`).
+  GT-known localization (:mod:`camjax.metrics.paper_loc`).
 - ``released``: what the authors' released code does (zhoubolei/CAM): the map resized
   bicubically (MATLAB ``imresize``, ``ILSVRC_generate_heatmap.m`` l. 344 and 352),
   divided by its max (l. 353), written as an 8-bit image (l. 356) and boxed by

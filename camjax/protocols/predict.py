@@ -16,7 +16,7 @@ import numpy as np
 
 from camjax.protocols import get
 
-# The registered metrics that read a protocol's maps (camjax/evaluation/metrics/).
+# The registered metrics that read a protocol's maps (camjax/metrics/).
 METRIC_PROTOCOL = {"paper_loc": "paper", "released_loc": "released", "wsol_box": "wsol"}
 
 

@@ -9,25 +9,21 @@ clovaai/wsolevaluation, per image (facts from its code, camjax's own implementat
    ``uint8(map * 255) > int(t * max)`` (``evaluation.py`` l. 132-139), contours found with
    ``RETR_TREE`` (holes included, l. 140-143); MaxBoxAcc keeps the contour of largest
    ``cv2.contourArea`` (l. 148-149: the polygon area, not the pixel count camjax's
-   :class:`~camjax.evaluators.BoxEvaluator` uses), MaxBoxAccV2 every contour;
+   :class:`~camjax.metrics.max_box_acc.BoxEvaluator` uses), MaxBoxAccV2 every contour;
 3. a contour's box is ``(x, y, min(x + w, W - 1), min(y + h, H - 1))`` from
    ``cv2.boundingRect`` (l. 153-157: one pixel wider and taller than the pixels), and
    ``(0, 0, 0, 0)`` when there is no contour (l. 145-146);
 4. an image is right at ``(t, delta)`` when some box has IoU ``>= delta`` with some
    ground-truth box, IoU with "+1" areas in float64 (``calculate_multiple_iou``, l. 45-90);
-   ``MaxBoxAcc(delta) = max_t`` accuracy, V2 the mean over ``delta`` in 0.3 / 0.5 / 0.7.
-
-The counts are exact integers, merged across hosts by adding.
+   ``MaxBoxAcc(delta) = max_t`` accuracy, V2 the mean over ``delta`` in 0.3 / 0.5 / 0.7
+   (the counts: :mod:`camjax.metrics.wsol_box`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-
-IOU_V2 = (0.3, 0.5, 0.7)
 
 
 def thresholds(steps: int = 100) -> np.ndarray:
@@ -81,63 +77,3 @@ def boxes_both(scoremap: np.ndarray, ts: Sequence[float]) -> tuple[list, list]:
         every.append(boxes)
         largest.append(boxes[best : best + 1])
     return every, largest
-
-
-def iou64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``[A, B]`` of inclusive boxes, float64 (step 4)."""
-    a, b = np.asarray(a, np.int64)[:, None], np.asarray(b, np.int64)[None]
-    iw = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
-    ih = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
-    inter = iw * ih
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    return inter / (area_a + area_b - inter).astype(np.float64)
-
-
-class WsolBoxCounts:
-    """Hits per ``(delta, t)`` over a stream of images, the benchmark's ``BoxEvaluator``.
-
-    ``update(scoremaps [B, H, W], gt_boxes [B, G, 4], gt_valid [B, G], valid [B])`` with
-    maps already resized and normalised (:func:`resize_and_normalise`).
-    """
-
-    def __init__(self, ts: np.ndarray, iou_thresholds: Sequence[float], multi_contour: bool):
-        self.ts = np.asarray(ts, np.float64)
-        self.deltas = tuple(float(d) for d in iou_thresholds)
-        self.multi_contour = bool(multi_contour)
-        self.hits = np.zeros((len(self.deltas), len(self.ts)), np.int64)
-        self.count = 0
-
-    def update(self, scoremaps, gt_boxes, gt_valid, valid, boxes=None) -> None:
-        """``boxes``: per image, the :func:`boxes_at` lists when already computed."""
-        for i in np.flatnonzero(np.asarray(valid, bool)):
-            gts = np.asarray(gt_boxes[i])[np.asarray(gt_valid[i], bool)]
-            self.count += 1
-            if len(gts) == 0:
-                continue  # counted wrong at every threshold
-            per_t = (
-                boxes[i] if boxes is not None
-                else boxes_at(scoremaps[i], self.ts, self.multi_contour)
-            )  # fmt: skip
-            best = np.asarray([iou64(b, gts).max() for b in per_t])
-            for d, delta in enumerate(self.deltas):
-                self.hits[d] += best >= delta
-
-    def merge(self, other: WsolBoxCounts) -> None:
-        if not np.array_equal(self.ts, other.ts) or self.deltas != other.deltas:
-            raise ValueError("cannot merge counts over different thresholds")
-        self.hits += other.hits
-        self.count += other.count
-
-    def result(self) -> dict[str, Any]:
-        if self.count == 0:
-            raise ValueError("no example has been counted")
-        curves = 100.0 * self.hits / self.count
-        best = curves.argmax(axis=1)
-        keys = [f"{round(d * 100):d}" for d in self.deltas]
-        return {
-            "accuracy_per_iou": {k: float(curves[i, best[i]]) for i, k in enumerate(keys)},
-            "best_threshold_per_iou": {k: float(self.ts[best[i]]) for i, k in enumerate(keys)},
-            "mean": float(np.mean(curves.max(axis=1))),
-            "num_examples": self.count,
-        }

@@ -187,7 +187,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     checked when the network is built (``NetworkSpec.param_shapes``).
     """
     from camjax import models
-    from camjax.evaluation import registry
+    from camjax.metrics import registry
     from camjax.evaluation.network import DTYPES
     from camjax.train.step import RUNNERS
 

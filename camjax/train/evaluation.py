@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from camjax import cam, models
-from camjax.evaluation import registry
+from camjax.metrics import registry
 from camjax.evaluation.runner import evaluate_stream
 
 TRAIN_METRICS = ("max_box_acc_v2",)

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from camjax.evaluation.metrics import inputs
-from camjax.evaluation.registry import MetricContext, MetricSpec, register
+from camjax.metrics import inputs
+from camjax.metrics.loc_error import LocalizationErrorEvaluator
+from camjax.metrics.registry import MetricContext, MetricSpec, register
 from camjax.protocols import blacklist, predict, released
 
 _SETS = ("bbox1", "bbox2", "heuristic")
@@ -28,8 +29,6 @@ class ReleasedLoc:
     """Three localization errors (bbox1, bbox2, heuristic) and GT-known, as released."""
 
     def __init__(self, ctx: MetricContext):
-        from camjax.evaluators import LocalizationErrorEvaluator
-
         self.options = dict(ctx.options)
         self.jpeg = self.options.get("released_jpeg_quality") or None
         # Ten-crop boxes live in each original image: no common size to check them against.
@@ -87,7 +86,7 @@ class ReleasedLoc:
         return out
 
 
-SPEC = register(
+register(
     MetricSpec(
         name="released_loc",
         factory=ReleasedLoc,

@@ -15,6 +15,7 @@ LOW_BITS = 20
 _LOW_MASK = (1 << LOW_BITS) - 1
 
 Counter = dict[str, jnp.ndarray]
+State = dict[str, Counter]  # an evaluator's named counts
 
 
 def zeros(shape: tuple[int, ...]) -> Counter:
@@ -37,3 +38,8 @@ def total(count: Counter) -> np.ndarray:
     """The exact count as host int64: ``high * 2**20 + low``."""
     high = np.asarray(count["high"], np.int64)
     return (high << LOW_BITS) + np.asarray(count["low"], np.int64)
+
+
+def merge_states(a: State, b: State) -> State:
+    """Every count of ``a`` plus the same count of ``b``: two evaluators' states merged."""
+    return {k: merge(v, b[k]) for k, v in a.items()}

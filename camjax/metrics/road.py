@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from camjax.evaluation.metrics import perturbation as pt
-from camjax.evaluation.registry import MetricContext, MetricSpec, register
+from camjax.metrics import perturbation as pt
+from camjax.metrics.registry import MetricContext, MetricSpec, register
 
 DEFAULT_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 NOISE = 0.01  # the paper's imputation noise (absolute, in the normalised input)
@@ -90,7 +90,7 @@ class Road:
         }
 
 
-SPEC = register(
+register(
     MetricSpec(
         name="road",
         factory=Road,

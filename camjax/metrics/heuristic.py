@@ -13,24 +13,22 @@ from typing import Any
 
 import numpy as np
 
-from camjax.evaluation.metrics import inputs
-from camjax.evaluation.registry import MetricContext, MetricSpec, register
+from camjax.boxes import heuristic_boxes
+from camjax.metrics import inputs
+from camjax.metrics.loc_error import LocalizationErrorEvaluator
+from camjax.metrics.registry import MetricContext, MetricSpec, register
 
 
 def heuristic_guesses(class_ids: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The five guesses from the top-3 maps: ``([B, 5], [B, 5, 4])``."""
-    from camjax.boxes import heuristic_boxes
-
     guesses = np.asarray(class_ids)[:, [0, 0, 1, 1, 2]]
     return guesses, np.asarray(heuristic_boxes(np.asarray(maps)[:, :3]))
 
 
 class Heuristic:
-    """Counts of :class:`camjax.evaluators.LocalizationErrorEvaluator` on the five guesses."""
+    """Counts of a :class:`LocalizationErrorEvaluator` on the five guesses."""
 
     def __init__(self, ctx: MetricContext):
-        from camjax.evaluators import LocalizationErrorEvaluator
-
         self.evaluator = LocalizationErrorEvaluator(
             iou_threshold=inputs.IOU_LOC, image_hw=ctx.image_hw
         )
@@ -63,7 +61,7 @@ class Heuristic:
         }
 
 
-SPEC = register(
+register(
     MetricSpec(
         name="heuristic",
         factory=Heuristic,

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import linalg as sparse_linalg
 
-from camjax.evaluation.metrics import inputs
+from camjax.metrics import inputs
 
 TABLE = "Faithfulness (perturbation by the explained class's map)"
 CLASSES = ("top1", "gt")

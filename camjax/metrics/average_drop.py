@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from camjax.evaluation.metrics import perturbation as pt
-from camjax.evaluation.registry import MetricContext, MetricSpec, register
+from camjax.metrics import perturbation as pt
+from camjax.metrics.registry import MetricContext, MetricSpec, register
 
 
 class AverageDrop:
@@ -50,7 +50,7 @@ class AverageDrop:
         }
 
 
-SPEC = register(
+register(
     MetricSpec(
         name="average_drop",
         factory=AverageDrop,

@@ -1,4 +1,4 @@
-"""Streaming MaxBoxAcc and MaxBoxAccV2 (Choe et al., CVPR 2020, Sec. 4.1).
+"""MaxBoxAcc and MaxBoxAccV2 (Choe et al., CVPR 2020, Sec. 4.1): hits, evaluator, registration.
 
 For CAM thresholds ``t`` and IoU thresholds ``delta``:
 ``BoxAcc(t, delta) = 100/N * #{images: max_{box of M(t), gt} IoU >= delta}`` where
@@ -25,7 +25,7 @@ not grow with the number of images.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -33,10 +33,34 @@ import jax.numpy as jnp
 import numpy as np
 
 from camjax import boxes as boxes_lib
-from camjax import metrics
-from camjax.evaluators import counter, validation
+from camjax.metrics import counter, inputs
+from camjax.metrics.overlap import max_iou
+from camjax.metrics.registry import MetricContext, MetricSpec, register
 
-State = dict[str, counter.Counter]
+State = counter.State
+IOU_V2 = (0.3, 0.5, 0.7)  # MaxBoxAccV2's IoU thresholds
+
+
+def box_hits(
+    boxes: jnp.ndarray,
+    valid: jnp.ndarray,
+    gt_boxes: jnp.ndarray,
+    gt_valid: jnp.ndarray,
+    iou_thresholds: jnp.ndarray,
+) -> jnp.ndarray:
+    """Per image, IoU threshold and CAM threshold: is any predicted box right? ``[B, D, T]``.
+
+    ``hit[b, d, t] = max_{m valid, g valid} IoU(boxes[b, t, m], gt[b, g]) >= delta_d``.
+    With ``boxes [B, T, M, 4]`` = every component's box at each CAM threshold
+    (``camjax.boxes.component_boxes``) this is MaxBoxAccV2's "any component counts"
+    (Choe et al. 2020, ``multi_contour_eval``); with ``M = 1`` largest-component boxes it
+    is MaxBoxAcc. ``valid [B, T, M]`` marks real components.
+    """
+    gt_b = jnp.asarray(gt_boxes)[:, None]
+    gt_v = jnp.asarray(gt_valid, bool)[:, None]
+    best = max_iou(boxes, gt_b, gt_v, valid).max(axis=-1, initial=0.0)  # [B, T]
+    thr = jnp.asarray(iou_thresholds, jnp.float32)
+    return best[:, None, :] >= thr[None, :, None]
 
 
 def init_state(num_iou_thresholds: int, num_cam_thresholds: int) -> State:
@@ -51,7 +75,7 @@ def init_state(num_iou_thresholds: int, num_cam_thresholds: int) -> State:
 def update_state(
     state: State, hits: jnp.ndarray, sample_valid: jnp.ndarray, gt_valid: jnp.ndarray
 ) -> State:
-    """Add one batch of :func:`camjax.metrics.box_hits` ``[B, D, T]``; padded rows skipped.
+    """Add one batch of :func:`box_hits` ``[B, D, T]``; padded rows skipped.
 
     An example without a valid ground-truth box has IoU 0 everywhere (counted wrong) and is
     also counted in ``no_gt`` so that the report can show it.
@@ -63,34 +87,6 @@ def update_state(
         "count": counter.add(state["count"], jnp.sum(keep)),
         "no_gt": counter.add(state["no_gt"], jnp.sum(no_gt)),
     }
-
-
-def boxes_at_thresholds(
-    maps: jnp.ndarray,
-    cam_thresholds: Sequence[float] | jnp.ndarray,
-    *,
-    multi_contour: bool,
-    max_components: int,
-    connectivity: int = 8,
-    backend: str = "auto",
-    mode: str = "ge",
-) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Boxes of ``maps [B, H, W]`` at every threshold: ``(boxes [B, T, M, 4], valid [B, T, M])``.
-
-    One call to ``camjax.boxes.component_boxes`` (one pass over a component tree per map,
-    not one labelling per threshold). It returns components largest first, so the
-    largest-component box of MaxBoxAcc (``multi_contour`` False) is ``M = 1``: the same
-    component as ``largest_component_box`` (most pixels, ties to the first in raster
-    order). A threshold that keeps no pixel (an all-zero map) has no valid box.
-    """
-    return boxes_lib.component_boxes(
-        maps,
-        cam_thresholds,
-        max_components=max_components if multi_contour else 1,
-        connectivity=connectivity,
-        backend=backend,
-        mode=mode,
-    )
 
 
 @functools.partial(
@@ -126,16 +122,19 @@ def update_from_maps(
     """
     # Padded examples may hold anything (NaN included); they must not reach the labelling.
     maps = jnp.where(jnp.asarray(sample_valid, bool)[:, None, None], maps, 0.0)
-    boxes, valid = boxes_at_thresholds(
+    # One pass over a component tree per map, components largest first: the
+    # largest-component box of MaxBoxAcc is M = 1, the same component as
+    # largest_component_box (most pixels, ties to the first in raster order). A threshold
+    # that keeps no pixel (an all-zero map) has no valid box.
+    boxes, valid = boxes_lib.component_boxes(
         maps,
         np.asarray(cam_thresholds, np.float64),
-        multi_contour=multi_contour,
-        max_components=max_components,
+        max_components=max_components if multi_contour else 1,
         connectivity=connectivity,
         backend=backend,
         mode=mode,
     )
-    hits = metrics.box_hits(boxes, valid, gt_boxes, gt_valid, iou_thresholds)
+    hits = box_hits(boxes, valid, gt_boxes, gt_valid, iou_thresholds)
     return update_state(state, hits, sample_valid, gt_valid)
 
 
@@ -150,7 +149,7 @@ def update_from_boxes(
     iou_thresholds: jnp.ndarray,
 ) -> State:
     """Jitted pure update from boxes already made at every CAM threshold."""
-    hits = metrics.box_hits(boxes, valid, gt_boxes, gt_valid, iou_thresholds)
+    hits = box_hits(boxes, valid, gt_boxes, gt_valid, iou_thresholds)
     return update_state(state, hits, sample_valid, gt_valid)
 
 
@@ -200,9 +199,9 @@ class BoxEvaluator:
         validate: bool = True,
     ):
         if cam_thresholds is None:
-            cam_thresholds = metrics.default_cam_thresholds()
-        self.cam_thresholds = validation.thresholds(cam_thresholds, "cam_thresholds")
-        self.iou_thresholds = validation.thresholds(
+            cam_thresholds = inputs.default_cam_thresholds()
+        self.cam_thresholds = inputs.check_thresholds(cam_thresholds, "cam_thresholds")
+        self.iou_thresholds = inputs.check_thresholds(
             iou_thresholds, "iou_thresholds", allow_zero=False
         )
         if max_components < 1:
@@ -226,10 +225,10 @@ class BoxEvaluator:
         gt_valid = jnp.ones(gt_boxes.shape[:2], bool) if gt_valid is None else jnp.asarray(gt_valid)
         if gt_valid.shape != gt_boxes.shape[:2]:
             raise ValueError(f"gt_valid shape {gt_valid.shape} != {gt_boxes.shape[:2]}")
-        keep = validation.sample_valid(sample_valid, batch)
+        keep = inputs.sample_valid(sample_valid, batch)
         if self.validate:
             live = np.asarray(gt_valid, bool) & np.asarray(keep)[:, None]
-            validation.boxes(gt_boxes, live, "gt_boxes", image_hw)
+            inputs.check_boxes(gt_boxes, live, "gt_boxes", image_hw)
         return gt_boxes.astype(jnp.int32), gt_valid.astype(bool), keep
 
     def update(self, maps, gt_boxes, gt_valid=None, sample_valid=None) -> None:
@@ -243,7 +242,7 @@ class BoxEvaluator:
             gt_boxes, gt_valid, sample_valid, maps.shape[0], maps.shape[1:]
         )
         if self.validate:
-            validation.maps(maps, keep)
+            inputs.check_maps(maps, keep)
         self.state = update_from_maps(
             self.state,
             maps.astype(jnp.float32),
@@ -276,7 +275,7 @@ class BoxEvaluator:
         )
         if self.validate:
             live = np.asarray(valid) & np.asarray(keep)[:, None, None]
-            validation.boxes(boxes, live, "boxes", image_hw)
+            inputs.check_boxes(boxes, live, "boxes", image_hw)
         self.state = update_from_boxes(
             self.state,
             boxes.astype(jnp.int32),
@@ -294,7 +293,7 @@ class BoxEvaluator:
             and np.array_equal(self.iou_thresholds, other.iou_thresholds)
         ):
             raise ValueError("cannot merge evaluators with different thresholds")
-        self.state = {k: counter.merge(v, other.state[k]) for k, v in self.state.items()}
+        self.state = counter.merge_states(self.state, other.state)
 
     def result(self) -> dict[str, Any]:
         """The metrics as plain Python numbers (see the class docstring for the keys)."""
@@ -323,3 +322,66 @@ class BoxEvaluator:
         if not self.multi_contour and "50" in per_iou:
             out["max_box_acc"] = per_iou["50"]
         return out
+
+
+class BoxAccMetric:
+    """The registered ``max_box_acc`` (``v2`` False) or ``max_box_acc_v2``: a
+    :class:`BoxEvaluator` fed the ground-truth class's maps."""
+
+    def __init__(self, ctx: MetricContext, *, v2: bool):
+        self.v2 = v2
+        ious = IOU_V2 if v2 else (inputs.IOU_LOC,)
+        self.evaluator = BoxEvaluator(ctx.cam_thresholds, ious, multi_contour=v2)
+
+    def update(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> None:
+        gt_boxes, gt_valid = inputs.gt(batch)
+        self.evaluator.update(inputs.gt_maps(out), gt_boxes, gt_valid, inputs.valid(batch))
+
+    def merge(self, other: BoxAccMetric) -> None:
+        self.evaluator.merge(other.evaluator)
+
+    def result(self) -> dict[str, Any]:
+        r = self.evaluator.result()
+        if not self.v2:
+            return {"max_box_acc": r["max_box_acc"]}
+        return {
+            "max_box_acc_v2": r["max_box_acc_v2"],
+            "max_box_acc_v2_per_iou": r["max_box_acc_v2_per_iou"],
+            "best_cam_threshold_per_iou": r["best_threshold_per_iou"],
+            "num_examples_without_gt": r["num_examples_without_gt"],
+            "curve": {"cam_thresholds": r["cam_thresholds"], "box_acc": r["curve_per_iou"]},
+        }
+
+
+register(
+    MetricSpec(
+        name="max_box_acc",
+        factory=functools.partial(BoxAccMetric, v2=False),
+        table=inputs.TABLE_WSOL,
+        columns=(("max_box_acc", "MaxBoxAcc"),),
+        needs=frozenset({"boxes"}),
+        description=(
+            "MaxBoxAcc: best accuracy over CAM thresholds at IoU 0.5, largest component by "
+            "pixel count, float cut (the benchmark's exact rule: wsol_box)."
+        ),
+    )
+)
+register(
+    MetricSpec(
+        name="max_box_acc_v2",
+        factory=functools.partial(BoxAccMetric, v2=True),
+        table=inputs.TABLE_WSOL,
+        columns=(
+            ("max_box_acc_v2", "MaxBoxAccV2"),
+            ("max_box_acc_v2_per_iou.30", "IoU 0.3"),
+            ("max_box_acc_v2_per_iou.50", "IoU 0.5"),
+            ("max_box_acc_v2_per_iou.70", "IoU 0.7"),
+        ),
+        needs=frozenset({"boxes"}),
+        description=(
+            "MaxBoxAccV2: mean over IoU 0.3/0.5/0.7 of the best accuracy over CAM "
+            "thresholds, any component's box counts; float cut, exact pixel extents (the "
+            "benchmark's uint8 rule and contour boxes: wsol_box)."
+        ),
+    )
+)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from camjax.evaluation.metrics import perturbation as pt
-from camjax.evaluation.registry import MetricContext, MetricSpec, register
+from camjax.metrics import perturbation as pt
+from camjax.metrics.registry import MetricContext, MetricSpec, register
 
 DEFAULT_STEPS = 8
 
@@ -70,7 +70,7 @@ class InsertionDeletion:
         }
 
 
-SPEC = register(
+register(
     MetricSpec(
         name="insertion_deletion",
         factory=InsertionDeletion,

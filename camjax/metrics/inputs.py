@@ -1,22 +1,61 @@
-"""Cheap input checks run by the evaluators outside ``jit``, before the state changes.
+"""What the metrics read: the parts of an evaluation batch, the threshold grids, the checks.
 
-Each check names the problem in a ``ValueError``/``TypeError`` so that bad input never
-turns into a silently wrong accuracy. Map and mask checks reduce on device (one small
-jitted reduction, a few scalars back); box checks run on the host (boxes are small).
+The checks run outside ``jit``, before an evaluator's state changes, and name the
+problem in a ``ValueError``/``TypeError`` so that bad input never turns into a silently
+wrong accuracy. Map and mask checks reduce on device (one small jitted reduction, a few
+scalars back); box checks run on the host (boxes are small).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from camjax.metrics import MASK_BACKGROUND, MASK_FOREGROUND, MASK_IGNORE
+MASK_BACKGROUND = 0
+MASK_FOREGROUND = 1
+MASK_IGNORE = 255
+IOU_LOC = 0.5  # the paper's (and ILSVRC's) localization criterion
+# camjax's own fast rules (min-max normalised maps, float cuts, on device); the exact
+# protocols of the paper, the released code and the WSOL benchmark are paper_loc,
+# released_loc and wsol_box (camjax.protocols).
+TABLE_LOC = "Localization error, camjax's min-max rule (layout of Zhou et al. 2016, Table 2)"
+TABLE_WSOL = "WSOL accuracy, camjax's on-device rule (metrics of Choe et al. 2020)"
 
 
-def thresholds(
+def valid(batch: Mapping[str, Any]) -> np.ndarray:
+    """``[B]`` bool: False marks padding rows, which are never counted."""
+    n = len(batch["label"])
+    return np.asarray(batch.get("valid", np.ones(n, bool)), bool)
+
+
+def gt(batch: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(bboxes [B,G,4], bbox_valid [B,G])`` of the batch."""
+    return np.asarray(batch["bboxes"]), np.asarray(batch["bbox_valid"])
+
+
+def gt_maps(out: Mapping[str, Any]) -> np.ndarray:
+    """``[B, H, W]``: the ground-truth class's map of each image."""
+    return np.asarray(out["gt_maps"])[:, 0]
+
+
+def default_cam_thresholds(step: float = 0.01) -> np.ndarray:
+    """The benchmark's CAM threshold grid ``0, step, 2 step, ... < 1`` (float64).
+
+    ``step=0.01`` gives the 100 thresholds 0.00..0.99 of Choe et al.'s default
+    ``cam_curve_interval``; pass ``0.001`` for the finer 1,000-point grid.
+    """
+    if not 0.0 < step <= 1.0:
+        raise ValueError(f"threshold step must be in (0, 1], got {step}")
+    n = int(np.ceil(1.0 / step - 1e-9))
+    # Rounded so that 0.07 is reported as 0.07, not 0.07000000000000001.
+    return np.round(np.arange(n, dtype=np.float64) * step, 12)
+
+
+def check_thresholds(
     values: Sequence[float] | np.ndarray, name: str, *, allow_zero: bool = True
 ) -> np.ndarray:
     """A 1-D, strictly increasing float64 grid inside ``[0, 1]`` (``(0, 1]`` without zero).
@@ -59,7 +98,7 @@ def _map_range(maps: jnp.ndarray, keep: jnp.ndarray) -> tuple[jnp.ndarray, jnp.n
     return jnp.min(kept), jnp.max(kept)
 
 
-def maps(values: jnp.ndarray, keep: jnp.ndarray) -> None:
+def check_maps(values: jnp.ndarray, keep: jnp.ndarray) -> None:
     """Maps of the counted examples must be finite and normalised to ``[0, 1]``.
 
     The same requirement as the WSOL benchmark's ``check_scoremap_validity``: CAM
@@ -84,7 +123,7 @@ def maps(values: jnp.ndarray, keep: jnp.ndarray) -> None:
         )
 
 
-def boxes(
+def check_boxes(
     values: jnp.ndarray | np.ndarray,
     valid: jnp.ndarray | np.ndarray,
     name: str,
@@ -119,7 +158,7 @@ def _mask_bad(masks: jnp.ndarray, keep: jnp.ndarray) -> jnp.ndarray:
     return jnp.sum(keep[:, None, None] & ~legal)
 
 
-def masks(values: jnp.ndarray, shape: tuple[int, ...], keep: jnp.ndarray) -> None:
+def check_masks(values: jnp.ndarray, shape: tuple[int, ...], keep: jnp.ndarray) -> None:
     """Masks must be uint8 ``[B, H, W]`` like the maps, holding only 0, 1 and 255."""
     if values.dtype != jnp.uint8:
         raise TypeError(f"masks must be uint8 (0 bg, 1 fg, 255 ignore), got {values.dtype}")

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from camjax.evaluation.metrics import inputs
-from camjax.evaluation.registry import MetricContext, MetricSpec, register
+from camjax.boxes import largest_component_box
+from camjax.metrics import inputs
+from camjax.metrics.loc_error import LocalizationErrorEvaluator
+from camjax.metrics.registry import MetricContext, MetricSpec, register
 from camjax.protocols import blacklist, predict
 
 THRESHOLD = 0.2  # Zhou et al. 2016, Sec. 3: "above 20% of the max value of the CAM"
@@ -24,16 +26,12 @@ class PaperLoc:
     """Top-1/top-5 localization error and GT-known localization, ``paper`` protocol."""
 
     def __init__(self, ctx: MetricContext):
-        from camjax.evaluators import LocalizationErrorEvaluator
-
         self.options = dict(ctx.options)
         self.evaluator = LocalizationErrorEvaluator(
             iou_threshold=inputs.IOU_LOC, image_hw=ctx.image_hw
         )
 
     def update(self, batch: Mapping[str, Any], out: Mapping[str, Any]) -> None:
-        from camjax.boxes import largest_component_box
-
         o = predict.maps_for(out, "paper")
         class_ids = np.asarray(out["class_ids"])
         if "boxes" in o and o is not out:
@@ -60,7 +58,7 @@ class PaperLoc:
         }
 
 
-SPEC = register(
+register(
     MetricSpec(
         name="paper_loc",
         factory=PaperLoc,

@@ -1,13 +1,13 @@
-"""The evaluation metric registry: a metric is one file plus a config name.
+"""The metric registry: each metric file registers a :class:`MetricSpec` under its name.
 
-A metric module under ``camjax/evaluation/metrics/`` defines a class with ``update``,
-``result`` and ``merge`` (:class:`Metric`) and registers a :class:`MetricSpec` under its
-name; ``config.eval.metrics`` lists the names to compute. The one evaluation loop
-(:func:`camjax.evaluation.runner.evaluate_stream`) creates one metric per name and
-method (:func:`create`), feeds it every batch with the predictor's output, merges the
-counts of every process, and stores ``result()`` under
-``results["methods"][method][name]``; the report lays each spec's ``columns`` out under
-its ``table`` heading.
+A metric (:class:`Metric`) keeps running counts for one method: ``update(batch, out)``
+with each evaluation batch and the predictor's output for it, ``merge(other)`` to add
+another process's counts, ``result()`` for plain numbers. ``config.eval.metrics`` names
+the metrics to compute; the one evaluation loop
+(:func:`camjax.evaluation.runner.evaluate_stream`) creates one per name and method
+(:func:`create`), and the report lays each spec's ``columns`` out under its ``table``.
+This module only holds the table: the metric files fill it, and importing
+:mod:`camjax.metrics` imports them all.
 """
 
 from __future__ import annotations
@@ -74,13 +74,8 @@ def register(spec: MetricSpec) -> MetricSpec:
     return spec
 
 
-def _load() -> None:
-    import camjax.evaluation.metrics  # noqa: F401  (registers the built-in metrics)
-
-
 def get(name: str) -> MetricSpec:
     """The spec registered as ``name``; ``ValueError`` listing the known names."""
-    _load()
     if name not in METRICS:
         raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
     return METRICS[name]
