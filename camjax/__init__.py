@@ -5,7 +5,7 @@ entry or ``jax.config`` option is set here or in any submodule.
 """
 
 from camjax import models
-from camjax.extraction import extract
+from camjax.extract import extract
 
 __all__ = ["extract", "models"]
 __version__ = "0.1.0"

@@ -32,6 +32,7 @@ import numpy as np
 
 from camjax import component_tree, labeling
 from camjax.labeling import label_components
+from camjax.maps import is_concrete
 
 __all__ = [
     "HEURISTIC_LOOSE",
@@ -40,6 +41,7 @@ __all__ = [
     "component_boxes",
     "heuristic_boxes",
     "label_components",
+    "largest_box_np",
     "largest_component_box",
 ]
 
@@ -54,10 +56,6 @@ HEURISTIC_TIGHT = 0.5
 HEURISTIC_LOOSE = 0.2
 
 
-def _is_concrete(x: object) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _check_maps(maps: jnp.ndarray, min_rank: int, name: str = "maps") -> jnp.ndarray:
     maps = jnp.asarray(maps)
     if maps.ndim < min_rank:
@@ -68,7 +66,7 @@ def _check_maps(maps: jnp.ndarray, min_rank: int, name: str = "maps") -> jnp.nda
 
 
 def _check_thresholds(thresholds: object) -> jnp.ndarray:
-    if _is_concrete(thresholds):
+    if is_concrete(thresholds):
         t = np.asarray(thresholds, np.float64)
         if not np.all(np.isfinite(t)) or np.any(t < 0) or np.any(t > 1):
             raise ValueError(f"thresholds must be finite and within [0, 1], got {t}")
@@ -97,7 +95,7 @@ def wsol_values_and_cuts(maps: jnp.ndarray, thresholds: object) -> tuple:
     """
     q = jnp.floor(jnp.where(jnp.isfinite(maps), jnp.clip(maps, 0.0, 1.0), 0.0) * 255.0)
     qmax = jnp.max(q, axis=(-2, -1)).astype(jnp.int32)
-    if _is_concrete(thresholds):
+    if is_concrete(thresholds):
         t = np.asarray(thresholds, np.float64)
         table = np.floor(t[:, None] * np.arange(256, dtype=np.float64)[None, :]).astype(np.int32)
         cut = jnp.asarray(table)[:, qmax]  # [T, ...]
@@ -147,7 +145,10 @@ def _largest_jax(kept: jnp.ndarray, connectivity: int) -> jnp.ndarray:
     return jnp.where(jnp.any(kept, axis=(1, 2))[:, None], out, 0)
 
 
-def _largest_np(kept: np.ndarray, connectivity: int) -> np.ndarray:
+def largest_box_np(kept: np.ndarray, connectivity: int = 8) -> np.ndarray:
+    """On the host: the box of each mask's largest component, ``[..., h, w]`` bool ->
+    ``int32 [..., 4]`` (``(0, 0, 0, 0)`` for an empty mask); the kernel behind
+    :func:`largest_component_box` on CPU, for masks already on the host."""
     import cv2  # host kernel only
 
     kept = np.asarray(kept)
@@ -181,7 +182,7 @@ def _largest_np(kept: np.ndarray, connectivity: int) -> np.ndarray:
 def _largest_host(kept: jnp.ndarray, connectivity: int) -> jnp.ndarray:
     out = jax.ShapeDtypeStruct(kept.shape[:-2] + (4,), jnp.int32)
     return jax.pure_callback(
-        lambda k: _largest_np(k, connectivity), out, kept, vmap_method="broadcast_all"
+        lambda k: largest_box_np(k, connectivity), out, kept, vmap_method="broadcast_all"
     )
 
 

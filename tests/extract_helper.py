@@ -1,4 +1,4 @@
-"""Shared by the extraction tests: a small image folder and a run of ``camjax.bulk`` with a
+"""Shared by the extraction tests: a small image folder and a run of ``camjax.extract`` with a
 fixed randomly initialised ``tiny_gap`` (the same weights in every process), run as
 
     python tests/extract_helper.py IMAGES OUT [--slow-writes S] [--process I N PORT]
@@ -36,7 +36,7 @@ def loaded():
     import jax
 
     from camjax import models
-    from camjax.evaluation.loading import Loaded
+    from camjax.checkpoints import Loaded
 
     model = models.create("tiny_gap", CLASSES)
     # He-normal weights from NumPy on the model's variable shapes: the same in every
@@ -59,11 +59,18 @@ def loaded():
 
 
 def run(images, out, **kw):
-    from camjax.bulk import extract_to
+    """``extract_to`` on ``images`` into ``out``; ``kw`` are fields of the spec or the
+    run options, by name."""
+    import dataclasses
+
+    from camjax.extract import LocalizeSpec, RunOptions, extract_to
 
     opts = dict(top_k=3, batch_size=4, shard_size=3, progress=False, model_name="tiny_gap")
     opts.update(kw)
-    return extract_to(loaded(), [images], out, **opts)
+    spec_fields = {f.name for f in dataclasses.fields(LocalizeSpec)}
+    spec = LocalizeSpec(**{k: v for k, v in opts.items() if k in spec_fields})
+    options = RunOptions(**{k: v for k, v in opts.items() if k not in spec_fields})
+    return extract_to(loaded(), [images], out, spec, options)
 
 
 def main():
@@ -76,14 +83,14 @@ def main():
     a = p.parse_args()
     kw = {"overlays": a.overlays}
     if a.process:
-        from camjax.bulk.devices import init_distributed
+        from camjax.extract.devices import init_distributed
 
         i, n, port = (int(v) for v in a.process)
         init_distributed(f"127.0.0.1:{port}", n, i)
     if a.slow_writes:  # a slow disk, so that a kill lands between a shard's files
         import time
 
-        from camjax.bulk import store
+        from camjax.extract import store
 
         real = store.atomic_write
 

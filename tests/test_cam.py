@@ -1,13 +1,19 @@
-"""camjax.cam: the CAM identity on the registered backbones, upsample, normalize."""
+"""CAM (the registered method) against its formula and the CAM identity on the registered
+backbones; camjax.maps: upsample, normalize."""
 
 import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cam_reference import cam_reference
 
 from camjax import models
-from camjax.cam import class_activation_maps, normalize, upsample
+from camjax.maps import normalize, upsample
+from camjax.methods import METHODS
+from camjax.methods.compute import run
+from camjax.methods.layer import Cut
+from camjax.methods.targets import ClassLogit
 
 # Small inputs that still leave a map of >= 2x2 pixels, so the spatial mean is a real mean.
 _CHEAP = {"tiny_gap": 32, "alexnet_gap": 63, "alexnet_star_gap": 63, "vgg16_gap": 32}
@@ -47,7 +53,7 @@ def _gap_identity(name: str, size: int) -> None:
     def run(variables, images):
         logits, features = model.apply(variables, images, train=False)
         kernel, bias = models.classifier(variables)
-        maps = class_activation_maps(features, kernel, class_ids)
+        maps = _registered_cam(features, kernel, class_ids)
         return logits, maps, bias, features
 
     logits, maps, bias, features = run(variables, images)
@@ -82,6 +88,12 @@ def test_every_registered_backbone_is_covered():
     assert set(models.REGISTRY) <= covered, set(models.REGISTRY) - covered
 
 
+def _registered_cam(features, kernel, class_ids):
+    """camjax's CAM (camjax.methods.cam) on a network's features and dense kernel."""
+    cut = Cut(None, None, jnp.asarray(features), None, None, lambda: jnp.asarray(kernel), "head")
+    return run(METHODS["cam"], cut, ClassLogit(jnp.asarray(class_ids)))
+
+
 def test_cam_matches_loop_reference():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(3, 4, 5, 7)).astype(np.float32)
@@ -92,20 +104,19 @@ def test_cam_matches_loop_reference():
         for n in range(2):
             for k in range(7):
                 ref[b, n] += kernel[k, class_ids[b, n]] * features[b, :, :, k]
-    out = class_activation_maps(jnp.asarray(features), jnp.asarray(kernel), class_ids)
+    out = _registered_cam(features, kernel, class_ids)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    # The einsum reference the other tests use is the same formula, to float rounding.
+    np.testing.assert_allclose(
+        cam_reference(features, kernel, class_ids), ref, rtol=1e-5, atol=1e-5
+    )
 
 
-def test_cam_bad_class_ids():
+def test_cam_out_of_range_class_id_under_jit_is_a_nan_map():
+    # Under jit the ids cannot be checked (compute_maps refuses concrete ones, see
+    # test_saliency.py): the documented result is a NaN map.
     features, kernel = jnp.ones((2, 3, 3, 4)), jnp.ones((4, 5))
-    with pytest.raises(ValueError, match=r"class_ids must lie in \[0, 5\)"):
-        class_activation_maps(features, kernel, jnp.array([[0], [5]]))
-    with pytest.raises(ValueError, match="class_ids must be"):
-        class_activation_maps(features, kernel, jnp.array([0, 1]))
-    with pytest.raises(ValueError, match="kernel must be"):
-        class_activation_maps(features, jnp.ones((3, 5)), jnp.array([[0], [1]]))
-    # Under jit the ids cannot be checked: the documented result is a NaN map.
-    out = jax.jit(class_activation_maps)(features, kernel, jnp.array([[0], [5]]))
+    out = jax.jit(_registered_cam)(features, kernel, jnp.array([[0], [5]]))
     assert np.all(out[0] == 4.0) and np.all(np.isnan(out[1]))
 
 
@@ -187,7 +198,7 @@ def test_nan_input_features_give_finite_maps():
     features[0, 1, 2, 0] = np.nan
     features[0, 3, 3, :] = 2.0
     kernel = jnp.ones((3, 2))
-    maps = class_activation_maps(jnp.asarray(features), kernel, jnp.array([[0, 1]]))
+    maps = _registered_cam(features, kernel, jnp.array([[0, 1]]))
     assert np.isnan(maps[0, 0, 1, 2])
     # At feature resolution the NaN pixel is left out: sums 3 -> 0, 6 -> 1, NaN -> 0.
     direct = np.asarray(normalize(maps))

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from camjax import cli
-from camjax.bulk import open_extraction
+from camjax.extract import open_extraction
 from camjax.evaluation.geometry import rescale_boxes
 
 # One worker runs the whole module, so its trained-checkpoint fixture is built once.

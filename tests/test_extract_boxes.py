@@ -5,8 +5,9 @@ import extract_helper as helper
 import jax
 import numpy as np
 
-from camjax.bulk.devices import make_step
-from camjax.extraction import extract
+from camjax.extract import extract
+from camjax.extract.devices import make_step
+from camjax.localize import LocalizeSpec
 
 
 def test_step_matches_camjax_extract():
@@ -17,7 +18,7 @@ def test_step_matches_camjax_extract():
     ref = jax.tree.map(np.asarray, extract(loaded.model, loaded.variables, x, 3))
     # maps="input": the step's input-size maps are rebuilt from the feature maps (what
     # the boxes are taken of); the feature maps themselves pass through unchanged.
-    step, n = make_step(loaded.model, loaded.variables, top_k=3, threshold=0.2, maps="input")
+    step, n = make_step(loaded.model, loaded.variables, LocalizeSpec(top_k=3), maps="input")
     assert n == jax.local_device_count()
     got = step.finish(step(x), len(x))
     np.testing.assert_array_equal(got["class_ids"], ref["class_ids"])
@@ -30,13 +31,13 @@ def test_step_matches_camjax_extract():
 
 
 def test_given_classes_and_layer_reach_camjax_extract(tmp_path):
-    from camjax.bulk import extract_to, open_extraction
+    from camjax.extract import RunOptions, extract_to, open_extraction
 
     loaded = helper.loaded()
     images = helper.make_folder(str(tmp_path / "imgs"), n_good=3)
     out = str(tmp_path / "out")
-    extract_to(loaded, [images], out, class_ids=[7, 3], layer="head", progress=False,
-               batch_size=4)  # fmt: skip
+    spec = LocalizeSpec(class_ids=(7, 3), layer="head")
+    extract_to(loaded, [images], out, spec, RunOptions(progress=False, batch_size=4))
     ex = open_extraction(out)
     assert ex.settings["class_ids"] == [7, 3] and ex.settings["layer"] == "head"
     recs = list(ex.records())

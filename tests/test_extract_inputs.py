@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from camjax.bulk.reader import read_skipped
-from camjax.bulk.store import OutputMismatch, Store, escape_tsv, format_skipped, unescape_tsv
+from camjax.extract.reader import read_skipped
+from camjax.extract.store import OutputMismatch, Store, escape_tsv, format_skipped, unescape_tsv
 from camjax.files import images as images_lib
 from camjax.files.inputs import list_inputs
 from camjax.files.prefetch import ordered_map

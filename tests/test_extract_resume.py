@@ -14,7 +14,7 @@ import extract_helper as helper
 import numpy as np
 import pytest
 
-from camjax.bulk import open_extraction
+from camjax.extract import open_extraction
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

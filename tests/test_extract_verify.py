@@ -16,9 +16,9 @@ import extract_helper as helper
 import numpy as np
 import pytest
 
-from camjax.bulk import open_extraction
-from camjax.bulk.lock import OutputBusy, OutputLock
-from camjax.bulk.store import DamagedOutput
+from camjax.extract import open_extraction
+from camjax.extract.lock import OutputBusy, OutputLock
+from camjax.extract.store import DamagedOutput
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -30,7 +30,7 @@ import os, resource, sys, time
 sys.path.insert(0, {HERE!r})
 import extract_helper
 from camjax import cli, cli_extract
-from camjax.bulk import store
+from camjax.extract import store
 cli_extract._load = lambda args: (extract_helper.loaded(), "tiny_gap")
 hold = os.environ.get("HOLD")
 if hold:

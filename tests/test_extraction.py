@@ -7,10 +7,10 @@ import pytest
 from scipy import ndimage
 
 import camjax
-from camjax.cam import normalize, upsample
+from camjax.maps import normalize, upsample
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.tiny import TinyBackbone
-from camjax.saliency import METHODS
+from camjax.methods import METHODS
 
 SIZE, C = 16, 6
 

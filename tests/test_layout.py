@@ -14,12 +14,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared_library", "config_files", "files", "data"),
     ("models", "cpu"),
     ("pretrained",),
-    ("cam", "methods", "saliency"),
-    ("labeling", "component_tree", "boxes", "extraction", "overlay"),
+    ("maps", "methods"),
+    ("labeling", "component_tree", "boxes", "localize", "overlay"),
     ("metrics", "protocols"),
     ("evaluation",),
-    ("train", "bulk"),
-    ("cli", "cli_extract", "console", "extract", "demo", "__init__"),
+    ("train", "extract"),
+    ("cli", "cli_extract", "console", "demo", "__init__"),
 )
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 

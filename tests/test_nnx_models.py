@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 import camjax
-from camjax.cam import normalize, upsample
+from camjax.maps import normalize, upsample
 from camjax.methods import METHODS, TTA, ClassProbability, SmoothGrad, compute_maps, per_image
 from camjax.methods.checks import CamjaxWarning
 

@@ -38,7 +38,7 @@ def test_paper_cuts_at_20_percent_of_the_max_not_of_the_range():
     # Raw map: -1 background, a 0 halo rows 5..40, the object (value 1) rows 10..29.
     # paper: kept = raw >= 0.2 * 1 -> the object only: box (20, 10, 39, 29), IoU 1.
     # min-max: kept = raw >= -1 + 0.2 * 2 = -0.6 -> the halo too: IoU 400/1296 < 0.5.
-    from camjax.cam import normalize
+    from camjax.maps import normalize
     from camjax.metrics.paper_loc import PaperLoc
 
     raw = _block(5, 5, 40, 50, 0.0, -1.0)
@@ -204,9 +204,12 @@ def test_predictor_adds_each_protocols_maps_from_the_network():
     # wsol maps the feature-resolution maps.
     import jax
 
-    from camjax import cam, models
+    from cam_reference import cam_reference
+
+    from camjax import models
     from camjax.boxes import largest_component_box
     from camjax.evaluation.loading import Loaded
+    from camjax.maps import upsample
 
     model = models.create("tiny_gap", num_classes=6)
     images = np.asarray(jax.random.normal(jax.random.key(1), (2, 32, 32, 3)))
@@ -218,7 +221,7 @@ def test_predictor_adds_each_protocols_maps_from_the_network():
     logits, features = model.apply(variables, images, train=False)
     kernel, _ = models.classifier(variables)
     ids = np.asarray(out["class_ids"])
-    raw = cam.upsample(cam.class_activation_maps(features, kernel, ids), (32, 32))
+    raw = upsample(cam_reference(features, kernel, ids), (32, 32))
     want = np.asarray(largest_component_box(np.asarray(raw), 0.2))
     np.testing.assert_array_equal(out["protocols"]["paper"]["boxes"], want)
     h, w = features.shape[1:3]

@@ -1,4 +1,4 @@
-"""camjax.saliency: CAM's relatives against hand-derived and NumPy reference formulas."""
+"""camjax.methods: CAM's relatives against hand-derived and NumPy reference formulas."""
 
 import cv2
 import jax
@@ -11,7 +11,7 @@ from camjax.methods.gradients import feature_gradients
 from camjax.methods.targets import ClassLogit
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.tiny import TinyBackbone
-from camjax.saliency import METHODS
+from camjax.methods import METHODS
 
 SIZE = 16  # tiny backbone: two 2x2 pools -> 4x4 map
 K = 6  # head channels

@@ -8,6 +8,7 @@ import pytest
 from numpy_variables import normal, variables
 
 import camjax
+from camjax.maps import normalize, upsample
 from camjax.methods import ClassProbability, RegionSum, Similarity, compute_maps, per_image
 
 SIZE, C, D = 8, 4, 6
@@ -136,7 +137,7 @@ def test_extract_with_a_target(images):
     want = Similarity(emb)(logits)
     np.testing.assert_allclose(out["scores"], want, rtol=1e-5, atol=1e-6)
     raw = compute_maps("gradcam", model, v, images, Similarity(emb), layer="feat")
-    full = camjax.cam.normalize(camjax.cam.upsample(raw, SIZE))
+    full = normalize(upsample(raw, SIZE))
     np.testing.assert_allclose(out["maps"], full, atol=1e-5)
     assert out["class_ids"].shape == (3, 2) and out["boxes"].shape == (3, 2, 4)
     # class_target="probability": the class maps explain softmax(S)_c.
@@ -145,7 +146,7 @@ def test_extract_with_a_target(images):
     )
     ids = jnp.asarray(prob["class_ids"])
     raw = compute_maps("gradcam", model, v, images, ClassProbability(ids), layer="feat")
-    full = camjax.cam.normalize(camjax.cam.upsample(raw, SIZE))
+    full = normalize(upsample(raw, SIZE))
     np.testing.assert_allclose(prob["maps"], full, atol=1e-5)
     with pytest.raises(ValueError, match="class_target"):
         camjax.extract(model, v, images, layer="feat", class_target="softmax")

@@ -225,7 +225,7 @@ def evaluate(
     from camjax.evaluation.loading import load_trained
     from camjax.evaluation.report import format_markdown, write_report
     from camjax.metrics import default_cam_thresholds
-    from camjax.saliency import METHODS
+    from camjax.methods import METHODS
 
     workdir = os.path.abspath(workdir)
     unknown = [m for m in methods if m not in METHODS]

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from camjax.maps import is_concrete
 from camjax.methods import checks, programs
 from camjax.methods import smoothing as smoothing_lib
 from camjax.methods.calling import call_model, check_images
@@ -22,18 +23,14 @@ from camjax.methods.layer import Cut, cut
 from camjax.methods.nnx_models import is_nnx, split
 from camjax.methods.registry import Method, get
 from camjax.methods.smoothing import TTA, SmoothGrad
-from camjax.methods.targets import (
-    _is_concrete,
-    as_target,
-    check_class_ids,
-    class_ids_of,
-    logits_of,
-)
+from camjax.methods.targets import as_target, check_class_ids, class_ids_of, logits_of
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
 
-def _apply_kwargs(model: Any, apply_kwargs: Mapping[str, Any] | None) -> Mapping[str, Any]:
+def apply_kwargs_for(model: Any, apply_kwargs: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The keywords ``model.apply`` gets: ``apply_kwargs``, or by default ``train=False``
+    for a camjax ``CAMNet`` and nothing for any other model."""
     from camjax.models.head import CAMNet
 
     if apply_kwargs is None:
@@ -66,7 +63,7 @@ def output_shape(model: Any, variables: Any, images: jax.Array, apply_kwargs=Non
     problem (and the fix, e.g. ``apply_kwargs``) when the model cannot be called so."""
     if is_nnx(model):
         model, variables = split(model)
-    kw = _apply_kwargs(model, apply_kwargs)
+    kw = apply_kwargs_for(model, apply_kwargs)
     return jax.eval_shape(lambda x: call_model(model, variables, x, kw), images)
 
 
@@ -258,7 +255,7 @@ def compute_maps(
         layer=layer,
         classifier=classifier,
         reshape=tuple(reshape) if isinstance(reshape, list) else reshape,
-        apply_kwargs=static_items(_apply_kwargs(model, apply_kwargs)),
+        apply_kwargs=static_items(apply_kwargs_for(model, apply_kwargs)),
         eigen=bool(eigen),
         tta=tta,
         smoothgrad=smoothgrad,
@@ -266,7 +263,7 @@ def compute_maps(
     )
     pending.check(flags)
     ids = class_ids_of(target)
-    if ids is not None and _is_concrete(ids):
+    if ids is not None and is_concrete(ids):
         check_class_ids(ids, images.shape[0], shape.shape[1])
     return maps
 
@@ -340,6 +337,7 @@ def forward_only(model: Any, variables: Any, images: jax.Array, apply_kwargs) ->
 
 __all__ = [
     "MISSING",
+    "apply_kwargs_for",
     "compute_maps",
     "first_cut",
     "forward_only",

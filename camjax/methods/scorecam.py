@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from camjax.cam import normalize, upsample
+from camjax.maps import normalize, upsample
 from camjax.methods.layer import Cut
 from camjax.methods.registry import Method, register
 from camjax.methods.targets import ClassLogit, ClassProbability

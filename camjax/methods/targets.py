@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from camjax.maps import is_concrete
+
 
 def logits_of(output: Any) -> jax.Array:
     """The logits in a model's output: the array itself, the first element of a tuple or
@@ -33,10 +35,6 @@ def logits_of(output: Any) -> jax.Array:
         f"cannot find logits in the model's output ({type(output).__name__}); pass a "
         "target function that reads it (camjax.methods.targets.per_image)"
     )
-
-
-def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def check_class_ids(class_ids: Any, batch: int, num_classes: int | None) -> jax.Array:
@@ -54,7 +52,7 @@ def check_class_ids(class_ids: Any, batch: int, num_classes: int | None) -> jax.
         )
     if not jnp.issubdtype(class_ids.dtype, jnp.integer):
         raise ValueError(f"class_ids must be integers, got dtype {class_ids.dtype}")
-    if num_classes is not None and _is_concrete(class_ids) and class_ids.size:
+    if num_classes is not None and is_concrete(class_ids) and class_ids.size:
         ids_np = np.asarray(class_ids)
         lo, hi = int(ids_np.min()), int(ids_np.max())
         if lo < 0 or hi >= num_classes:

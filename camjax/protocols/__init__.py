@@ -5,7 +5,7 @@ protocols, each a faithful copy of one source, so a table can say which it follo
 
 - ``paper``: Zhou et al. (CVPR 2016), Sec. 3, as written: the class activation map
   upsampled to the input (bilinear), divided by its maximum with negatives clipped
-  (``camjax.cam.normalize(..., "max")``), pixels ``>= 20%`` of the max kept, box of the
+  (``camjax.maps.normalize(..., "max")``), pixels ``>= 20%`` of the max kept, box of the
   largest 8-connected component (by pixel count). Top-1/top-5 localization error and
   GT-known localization (:mod:`camjax.metrics.paper_loc`).
 - ``released``: what the authors' released code does (zhoubolei/CAM): the map resized

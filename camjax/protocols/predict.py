@@ -1,7 +1,7 @@
 """Maps and boxes for each protocol, and how a metric finds them in a predictor's output.
 
-A predictor (``camjax.evaluation.loading.Loaded.predictor``) adds
-``out["protocols"][name]``: the :func:`camjax.extract` output with the protocol's
+A predictor (``camjax.evaluation.predictor.predictor``) adds
+``out["protocols"][name]``: the :func:`camjax.localize.localize` output with the protocol's
 options (:data:`camjax.protocols.PROTOCOLS`). A predictor that adds nothing (the centre
 baseline, hand-made ones in tests) is read through :func:`maps_for`, which falls back to
 the default ``maps`` / ``gt_maps`` with the protocol's box rule applied to them as given.
@@ -35,17 +35,17 @@ def protocol_outputs(
     top_k: int,
     names: Sequence[str],
 ) -> dict[str, dict[str, np.ndarray]]:
-    """``{protocol: extract output}`` for ``names`` (one jitted ``extract`` call each)."""
-    from camjax.extraction import extract
+    """``{protocol: localize output}`` for ``names`` (one jitted call each)."""
+    from camjax.localize import LocalizeSpec, localize
 
     out = {}
     for name in dict.fromkeys(names):
         p = get(name)
-        r = extract(
-            model, variables, images, top_k, method=method, gt_labels=labels,
-            normalization=p.normalization, upsample_method=p.upsample_method,
-            map_resolution=p.map_resolution,
+        spec = LocalizeSpec(
+            method=method, top_k=top_k, normalization=p.normalization,
+            upsample_method=p.upsample_method, map_resolution=p.map_resolution,
         )  # fmt: skip
+        r = localize(model, variables, images, spec, gt_labels=labels)
         out[name] = {k: np.asarray(v) for k, v in r.items()}
     return out
 

@@ -84,8 +84,8 @@ def predict(
     import jax
     import jax.numpy as jnp
 
-    from camjax.cam import upsample
-    from camjax.saliency import METHODS
+    from camjax.maps import upsample
+    from camjax.methods import METHODS
 
     images = jnp.asarray(images)
     b = images.shape[0]

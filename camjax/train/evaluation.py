@@ -2,9 +2,10 @@
 
 The network runs on every local device (the runner's collective-free eval step); the
 CAMs of the top-k classes and of the ground-truth class are computed from its features
-in a separate single-device program, and their boxes in another, so that no program
-with collectives ever waits on a host callback (the box kernels are host callbacks on
-CPU). Then :func:`camjax.evaluation.runner.evaluate_stream` feeds the metrics named in
+by the maps -> boxes pipeline (:func:`camjax.localize.localize_features`: the maps in
+one program, their boxes on the host after it), so that no program with collectives
+ever waits on a host callback (the box kernels are host callbacks on CPU). Then
+:func:`camjax.evaluation.runner.evaluate_stream` feeds the metrics named in
 ``config.eval.train_metrics`` (default MaxBoxAccV2; Choe et al., CVPR 2020) for CAM and
 the centre baseline, with counts summed over processes.
 """
@@ -19,35 +20,24 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from camjax import cam, models
-from camjax.metrics import registry
+from camjax import models
 from camjax.evaluation.runner import evaluate_stream
+from camjax.localize import LocalizeSpec, localize_features
+from camjax.metrics import registry
 
 TRAIN_METRICS = ("max_box_acc_v2",)
-
-
-def _cam_outputs(features, kernel, logits, labels, top_k: int, size: tuple[int, int]):
-    _, class_ids = jax.lax.top_k(logits, top_k)
-    probs = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), class_ids, axis=-1)
-    ids = jnp.concatenate([class_ids, labels[:, None].astype(class_ids.dtype)], axis=1)
-    maps = cam.normalize(cam.upsample(cam.class_activation_maps(features, kernel, ids), size))
-    return class_ids.astype(jnp.int32), probs, maps
-
-
-_cam_outputs = jax.jit(_cam_outputs, static_argnums=(4, 5))
 
 
 def predictor(
     runner, dstate: Any, top_k: int, threshold: float = 0.2
 ) -> Callable[[str, Mapping[str, np.ndarray]], dict[str, np.ndarray]]:
     """``predict("cam", batch)`` with this process's rows of ``dstate``'s network."""
-    from camjax.boxes import largest_component_box
-
+    spec = LocalizeSpec(top_k=top_k, threshold=threshold)
     variables = {"params": dstate.params}
     if dstate.batch_stats:
         variables["batch_stats"] = dstate.batch_stats
     kernel, _ = models.classifier(runner.host_state(dstate).variables())
-    kernel = jnp.asarray(kernel)
+    kernel = jnp.asarray(kernel, jnp.float32)
 
     def predict(method: str, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if method != "cam":
@@ -55,27 +45,18 @@ def predictor(
         out = runner.eval_step(variables, runner.put_batch({"image": batch["image"]}))
         logits = np.asarray(out["logits"])
         labels = np.where(np.asarray(batch["valid"], bool), batch["label"], 0).astype(np.int32)
-        hw = tuple(int(s) for s in batch["image"].shape[1:3])
-        class_ids, probs, maps = _cam_outputs(
-            jnp.asarray(out["features"]), kernel, jnp.asarray(logits), jnp.asarray(labels),
-            top_k, hw,
-        )  # fmt: skip
-        maps = np.asarray(maps)
-        boxes = np.asarray(largest_component_box(maps, threshold))
-        return {
-            "logits": logits,
-            "class_ids": np.asarray(class_ids),
-            "probs": np.asarray(probs),
-            "maps": maps[:, :top_k],
-            "boxes": boxes[:, :top_k],
-            "gt_maps": maps[:, top_k:],
-            "gt_boxes": boxes[:, top_k:],
-        }
+        images = np.asarray(batch["image"])
+        finite = np.isfinite(images).all(axis=tuple(range(1, images.ndim)))
+        hw = tuple(int(s) for s in images.shape[1:3])
+        res = localize_features(out["features"], kernel, out["logits"], finite, labels, hw, spec)
+        return {**res, "logits": logits}
 
     return predict
 
 
-def _batches(config: ml_collections.ConfigDict):
+def eval_batches(config: ml_collections.ConfigDict):
+    """This process's batches of ``config.data.eval_split`` (at most
+    ``config.eval.max_batches``; 0: all)."""
     from camjax import data
 
     it = data.eval_iterator(
@@ -106,7 +87,7 @@ def evaluate(
     del model  # the runner holds the compiled network
     names = registry.check_names(config.eval.get("train_metrics", TRAIN_METRICS))
     results, _ = evaluate_stream(
-        _batches(config),
+        eval_batches(config),
         predictor(runner, dstate, top_k=min(5, int(info.num_classes))),
         methods=("cam",),
         metrics=names,

@@ -21,7 +21,7 @@ import numpy as np
 from camjax.evaluation import network
 from camjax.train import checkpoint, distributed, guard, optimizer, progress, state, step
 from camjax.train import config as config_lib
-from camjax.train.evaluation import _batches as eval_batches
+from camjax.train.evaluation import eval_batches
 from camjax.train.evaluation import evaluate, predictor
 
 DTYPES = network.DTYPES

@@ -1,5 +1,5 @@
 """A full shard's rows turned into its files: records, arrays, overlays (used by
-:mod:`camjax.bulk.run`; the layout is :mod:`camjax.bulk.store`'s)."""
+:mod:`camjax.extract.run`; the layout is :mod:`camjax.extract.store`'s)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from camjax.bulk.store import Store, atomic_write, shard_name
 from camjax.evaluation.geometry import rescale_boxes
+from camjax.extract.store import Store, atomic_write, shard_name
 from camjax.files import images as images_lib
 
 
@@ -82,7 +82,7 @@ class ShardWriter:
     def _overlays(self, j, rows, arrays, maps) -> None:
         from PIL import Image
 
-        from camjax.bulk.reader import resize_map
+        from camjax.extract.reader import resize_map
         from camjax.overlay import labelled_panels
 
         folder = self.store.path("overlays", shard_name(j))

@@ -1,23 +1,25 @@
 """``camjax.extract`` on every local device, and processes through ``jax.distributed``.
 
 Pure data parallelism: the batch is split over a one-axis mesh of this process's devices
-and each device runs ``camjax.extract`` on its slice (``jax.shard_map``). The program
+and each device runs :func:`camjax.localize.localize` on its slice (``jax.shard_map``). The program
 holds no collective and no host callback (boxes are found on the host after it, see
 :func:`make_step`): both were seen to hang programs on many CPU devices. Processes
 share nothing at run time either: each one extracts its own shards of the input list
-(``camjax.bulk.run``); only the coordinator handshake of ``jax.distributed.initialize``
+(:mod:`camjax.extract.run`); only the coordinator handshake of ``jax.distributed.initialize``
 connects them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from camjax.localize import LocalizeSpec
 
 
 def init_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -33,33 +35,32 @@ def init_distributed(coordinator_address: str, num_processes: int, process_id: i
 def make_step(
     model: Any,
     variables: Any,
+    spec: LocalizeSpec,
     *,
-    top_k: int,
-    threshold: float,
     maps: str = "feature",
-    devices: list | None = None,
-    **extract_kw: Any,
+    devices: Sequence | None = None,
 ) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], int]:
     """``(step, num_devices)``: ``step(images [B, S, S, 3])`` -> ``class_ids``, ``probs``,
-    ``maps`` (feature or input resolution, as ``maps`` says) and ``boxes [B, k, 4]``
-    (input pixels), the batch split over ``devices`` (default: this process's devices).
+    ``maps`` (feature or input resolution, as ``maps`` says: ``"feature"``, ``"input"``,
+    ``"none"``) and ``boxes [B, k, 4]`` (input pixels) of ``spec``'s top-k (or
+    ``class_ids``), the batch split over ``devices`` (default: this process's devices).
     ``B`` must be a multiple of ``num_devices``.
 
-    The device program ends at the kept-pixel masks (``map >= threshold * max``, the
-    rule of :func:`camjax.boxes.largest_component_box`) of the input-size maps, which are
-    the feature maps upsampled bilinearly and min-max normalised again (what
-    ``camjax.extract`` boxes, up to float rounding); the largest component's box is found
-    on the host, so the program holds no host callback: a callback inside a program
-    running on 8 CPU devices was seen to hang at random (about 1 run in 3). ``step`` is
-    split in two so that the next batch can be dispatched before this one is boxed:
-    ``step(images)`` returns a handle, ``step.finish(handle)`` the numpy results."""
-    devices = list(devices or jax.local_devices())
-    key = (model, id(variables), tuple(devices), top_k, float(threshold), maps,
-           repr(sorted(extract_kw.items())))  # fmt: skip
+    The device program ends at the kept-pixel masks (:func:`camjax.localize.box_masks`)
+    of the input-size maps, which are the feature maps resized and normalised again as
+    ``spec`` says (:func:`camjax.localize.input_maps`: what :func:`~camjax.localize.localize`
+    boxes, up to float rounding); the largest component's box is found on the host
+    (:func:`camjax.boxes.largest_box_np`), so the program holds no host callback: a
+    callback inside a program running on 8 CPU devices was seen to hang at random.
+    ``step`` is split in two so that the next batch can be dispatched before this one is
+    boxed: ``step(images)`` returns a handle, ``step.finish(handle, n)`` the numpy results
+    of its first ``n`` rows."""
+    devices = tuple(devices or jax.local_devices())
+    key = (model, id(variables), devices, spec, maps)
     hit = _STEPS.get(key)
     if hit is not None and hit[0] is variables:
         return hit[1], len(devices)
-    step = _build(model, variables, devices, top_k, threshold, maps, extract_kw)
+    step = _build(model, variables, devices, spec, maps)
     _STEPS.clear()  # one compiled program kept: a second run in the process reuses it
     _STEPS[key] = (variables, step)
     return step, len(devices)
@@ -68,25 +69,17 @@ def make_step(
 _STEPS: dict = {}
 
 
-def _build(model, variables, devices, top_k, threshold, maps, extract_kw):
-    import jax.numpy as jnp
-
-    from camjax.boxes import _largest_np, kept_values_and_cuts
-    from camjax.cam import normalize, upsample
-    from camjax.extraction import extract
+def _build(model, variables, devices, spec, maps):
+    from camjax.boxes import largest_box_np
+    from camjax.localize import box_masks, input_maps, localize
 
     mesh = Mesh(np.asarray(devices), ("data",))
-    cut = jnp.asarray([float(threshold)], jnp.float32)
+    on_device = spec.replace(map_resolution="feature", num_boxes=0)
 
     def body(v, x):
-        out = extract(model, v, x, top_k, map_resolution="feature", num_boxes=0, **extract_kw)
-        full = normalize(upsample(out["maps"], x.shape[1:3], "bilinear"), "minmax")
-        vals, cuts = kept_values_and_cuts(full, cut)
-        res = {
-            "class_ids": out["class_ids"],
-            "probs": out["probs"],
-            "kept": vals >= cuts[..., None],
-        }
+        out = localize(model, v, x, on_device)
+        full = input_maps(out["maps"], x.shape[1:3], spec)
+        res = {"class_ids": out["class_ids"], "probs": out["probs"], "kept": box_masks(full, spec)}
         if maps != "none":
             res["maps"] = full if maps == "input" else out["maps"]
         return res
@@ -104,7 +97,7 @@ def _build(model, variables, devices, top_k, threshold, maps, extract_kw):
 
         def finish(self, handle: dict[str, jax.Array], n: int) -> dict[str, np.ndarray]:
             out = {key: np.asarray(v)[:n] for key, v in handle.items()}
-            out["boxes"] = _largest_np(out.pop("kept"), 8)
+            out["boxes"] = largest_box_np(out.pop("kept"))
             return out
 
     return Step()

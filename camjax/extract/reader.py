@@ -1,6 +1,6 @@
 """Reading an extraction folder back: records, arrays, and maps at the original size.
 
-    from camjax.bulk import open_extraction
+    from camjax.extract import open_extraction
     ex = open_extraction("cams/")
     for rec in ex.records():            # every image, in input order
         m = ex.map(rec, rank=0)         # float32 [height, width], the original's size
@@ -15,12 +15,12 @@ input list), ``paths [n]``, ``orig_size [n, 2]`` (height, width of the upright o
 ``maps="input"``).
 
 Every file read is checked against the size and sha256 its shard's mark recorded; a
-damaged one raises :class:`camjax.bulk.store.DamagedOutput` naming it (running the same
+damaged one raises :class:`camjax.extract.store.DamagedOutput` naming it (running the same
 ``camjax extract`` command again moves that shard aside and redoes it).
 
 Geometry: the whole original was resized to ``S x S`` without cropping, so a stored map
 covers the whole original; :meth:`Extraction.map` resizes it to the original's
-``height x width`` bilinearly (half-pixel centres, as ``camjax.cam.upsample``;
+``height x width`` bilinearly (half-pixel centres, as ``camjax.maps.upsample``;
 antialiased where it shrinks), which restores the original aspect.
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from camjax.bulk.store import (
+from camjax.extract.store import (
     LEGACY_FORMAT,
     MANIFEST,
     DamagedOutput,

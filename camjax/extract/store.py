@@ -6,7 +6,7 @@ Layout (``out/``)::
                                  fingerprint, the shard size; once all shards are done:
                                  ``complete``, ``num_records`` and every shard's files with
                                  their sizes and sha256
-    part-00000.npz               arrays of the shard's images (see ``camjax.bulk.reader``)
+    part-00000.npz               arrays of the shard's images (see ``camjax.extract.reader``)
     part-00000.skipped.tsv       unreadable inputs of the shard: path <TAB> reason (escaped)
     part-00000.jsonl             one record per image
     part-00000.done.json         the shard's files, sizes and sha256: written last, the

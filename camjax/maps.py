@@ -1,13 +1,8 @@
-"""Class activation maps (Zhou et al., CVPR 2016) and the map post-processing.
+"""Map post-processing: resize (:func:`upsample`) and scale into [0, 1] (:func:`normalize`).
 
-A CAM network pools its last conv map ``f_k(x, y)`` by global average pooling and scores
-class ``c`` with one dense layer, ``S_c = sum_k w_kc * mean_xy f_k(x, y) + b_c``. Moving
-the sum inside the mean gives the class activation map
-
-    M_c(x, y) = sum_k w_kc f_k(x, y),    so that    mean_xy M_c + b_c = S_c    (Eq. 2-3).
-
-Everything here is a pure function of arrays: it runs under ``jit``, ``vmap`` and
-``pmap``. Maps keep the class axis before the spatial axes: ``[..., h, w]``.
+Pure functions of arrays: they run under ``jit``, ``vmap`` and ``pmap``. Maps keep the
+class axis before the spatial axes: ``[..., h, w]``. The maps themselves come from the
+registered methods (:mod:`camjax.methods`; CAM is :mod:`camjax.methods.cam`).
 """
 
 from __future__ import annotations
@@ -16,65 +11,15 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 UPSAMPLE_METHODS: tuple[str, ...] = ("bilinear", "bicubic")
 NORMALIZE_MODES: tuple[str, ...] = ("minmax", "max")
 
 
-def _is_concrete(x: jax.Array) -> bool:
+def is_concrete(x: object) -> bool:
+    """Whether ``x`` holds values (not a tracer): concrete arguments are checked at call
+    time (class ids, thresholds), traced ones cannot be."""
     return not isinstance(x, jax.core.Tracer)
-
-
-def class_activation_maps(
-    features: jax.Array, kernel: jax.Array, class_ids: jax.Array
-) -> jax.Array:
-    """Raw CAMs ``M_c(x, y) = sum_k w_kc f_k(x, y)`` (Zhou et al., CVPR 2016, Eq. 2).
-
-    Args:
-      features: ``[B, h, w, K]``, the map the network's global pooling reads.
-      kernel: ``[K, C]``, the classifier's dense kernel (``camjax.models.classifier``).
-      class_ids: ``[B, N]`` integer class ids, a different set of ``N`` per image.
-
-    Returns:
-      ``[B, N, h, w]`` float32 maps, no bias, no normalization. For a GAP network
-      ``maps.mean((-2, -1)) + bias[class_ids] == logits[class_ids]``.
-
-    Out-of-range ids raise ``ValueError`` when ``class_ids`` is concrete; under ``jit``
-    they cannot be checked and their maps are NaN.
-    """
-    if features.ndim != 4:
-        raise ValueError(f"features must be [B, h, w, K], got shape {tuple(features.shape)}")
-    if kernel.ndim != 2 or kernel.shape[0] != features.shape[-1]:
-        raise ValueError(
-            f"kernel must be [K, C] with K = {features.shape[-1]} (the features' channels), "
-            f"got shape {tuple(kernel.shape)}"
-        )
-    class_ids = jnp.asarray(class_ids)
-    if class_ids.ndim != 2 or class_ids.shape[0] != features.shape[0]:
-        raise ValueError(
-            f"class_ids must be [B, N] with B = {features.shape[0]}, "
-            f"got shape {tuple(class_ids.shape)}"
-        )
-    if not jnp.issubdtype(class_ids.dtype, jnp.integer):
-        raise ValueError(f"class_ids must be integers, got dtype {class_ids.dtype}")
-    num_classes = kernel.shape[1]
-    if _is_concrete(class_ids) and class_ids.size:
-        ids_np = np.asarray(class_ids)
-        lo, hi = int(ids_np.min()), int(ids_np.max())
-        if lo < 0 or hi >= num_classes:
-            raise ValueError(f"class_ids must lie in [0, {num_classes}), got [{lo}, {hi}]")
-    # [B, N, K]: each image's own classifier columns. "fill" makes a bad id visible (NaN)
-    # under jit instead of silently clamping it to another class.
-    weights = jnp.take(
-        kernel.astype(jnp.float32).T, class_ids, axis=0, mode="fill", fill_value=jnp.nan
-    )
-    return jnp.einsum(
-        "bhwk,bnk->bnhw",
-        features.astype(jnp.float32),
-        weights,
-        precision=jax.lax.Precision.HIGHEST,
-    )
 
 
 def upsample(maps: jax.Array, size: int | Sequence[int], method: str = "bilinear") -> jax.Array:
@@ -145,7 +90,7 @@ def normalize(maps: jax.Array, mode: str = "minmax", relu: bool = False) -> jax.
 __all__ = [
     "NORMALIZE_MODES",
     "UPSAMPLE_METHODS",
-    "class_activation_maps",
+    "is_concrete",
     "normalize",
     "upsample",
 ]
