@@ -353,3 +353,96 @@ def test_box_evaluator_maps_bad_input_and_padding():
     alone = BoxEvaluator([0.0, 0.5])
     alone.update(maps[:1], gt[:1])
     assert ev.result() == alone.result() and ev.result()["num_examples"] == 1
+
+
+# ------------------------------------------------------------ every registered metric
+
+
+def _registry_batch(n=6, hw=(24, 24), k=5, classes=7, seed=0):
+    """A batch and a predictor output holding every key a registered metric reads."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    ys, xs = np.mgrid[:h, :w]
+    x0y0 = rng.integers(0, 10, size=(n, 2))
+    gt = np.concatenate([x0y0, x0y0 + rng.integers(5, 13, size=(n, 2))], -1)  # [n, 4]
+    centres = rng.integers(3, min(h, w) - 3, size=(n, k + 1, 2))  # (x, y)
+    centres[:, k] = (gt[:, :2] + gt[:, 2:]) // 2  # the label's map peaks in its box,
+    centres[1::2, k, 0] += 8  # or, in odd images, beside it
+    centres[::2, 0] = centres[::2, k]  # even images: the top-1 map is the label's
+    dist = (xs - centres[..., :1, None]) ** 2 + (ys - centres[..., 1:, None]) ** 2
+    maps = np.exp(-dist / 18.0).astype(np.float32)  # [n, k + 1, h, w], maximum 1
+    labels = rng.integers(0, classes, size=n)
+    class_ids = np.stack([rng.permutation(classes)[:k] for _ in range(n)]).astype(np.int32)
+    class_ids[::2, 0] = labels[::2]  # even images: the right top-1 class
+    boxes = np.clip(np.concatenate([centres - 4, centres + 4], -1), 0, min(h, w) - 1)
+    mask = np.zeros((n, h, w), np.uint8)
+    for i, (x0, y0, x1, y1) in enumerate(gt):
+        mask[i, y0 : y1 + 1, x0 : x1 + 1] = 1
+    mask[:, 0, :] = 255  # an ignored row
+    batch = {
+        "image": rng.standard_normal((n, h, w, 3)).astype(np.float32),
+        "label": labels,
+        "bboxes": np.stack([gt, gt[::-1]], 1).astype(np.int32),  # a second box, sometimes
+        "bbox_valid": np.array([[True, i % 3 == 1] for i in range(n)]),
+        "mask": mask,
+        "valid": np.arange(n) != n - 1,  # the last row is padding
+    }
+    out = {
+        "class_ids": class_ids,
+        "maps": maps[:, :k],
+        "boxes": boxes[:, :k].astype(np.int32),
+        "gt_maps": maps[:, k:],
+        "gt_boxes": boxes[:, k:].astype(np.int32),
+    }
+    return batch, out
+
+
+def _score_fn(images):
+    """A fixed 'model': softmax over 7 classes of linear functions of the channel means."""
+    x = np.asarray(images, np.float64).mean(axis=(1, 2))  # [B, 3]
+    logits = x @ np.linspace(-2.0, 2.0, 21).reshape(3, 7)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _same(a, b, where=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _same(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and b is not None:
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("name", sorted(metrics.METRICS))
+def test_every_registered_metric_merges_as_one_stream(name):
+    # Any metric a file registers: the first four rows and the last two, counted by two
+    # metrics and merged (two hosts), give the numbers of one metric fed all six.
+    batch, out = _registry_batch()
+    ctx = metrics.MetricContext(
+        image_hw=(24, 24),
+        has_masks=True,
+        cam_thresholds=metrics.default_cam_thresholds(0.1),
+        score_fn=_score_fn,
+        options={"faithfulness_steps": 2, "road_fractions": (0.5,), "road_noise": 0.0},
+    )
+    whole = metrics.create(name, ctx)
+    whole.update(batch, out)
+    parts = [metrics.create(name, ctx) for _ in range(2)]
+    for part, rows in zip(parts, (slice(0, 4), slice(4, 6)), strict=True):
+        part.update({k: v[rows] for k, v in batch.items()}, {k: v[rows] for k, v in out.items()})
+    parts[0].merge(parts[1])
+    expected = whole.result()
+    _same(parts[0].result(), expected, name)
+    # Every column the report shows is in the result.
+    for key, _ in metrics.get(name).columns:
+        value = expected
+        for part in key.split("."):
+            value = value[part]
+        assert value is None or np.isfinite(value), (name, key)
