@@ -7,17 +7,23 @@ Both pipelines read the same generated JPEGs of mixed sizes (640x480 to 2048x153
 decode and resize them to 224 (PIL, bilinear, antialiased), run EfficientNet-Lite0 with
 the same ImageNet weights, take the top-5 CAMs, box each at 20% of its max (largest
 8-connected component), and write JSON Lines records plus float16 feature-resolution maps
-every 1,000 images. camjax: ``camjax.bulk.extract_to`` (threads decode, one jitted
+every 1,000 images. camjax: ``camjax.extract.extract_to`` (threads decode, one jitted
 program over the local devices, boxes in the same program), with XLA's grouped convolution
 ("native") or camjax's opt-in CPU depthwise ("shifted", :mod:`camjax.cpu`). PyTorch: a
-DataLoader with 2 worker processes (PIL decode, same resize), the torch EfficientNet-Lite0 of
+DataLoader (PIL decode, same resize), the torch EfficientNet-Lite0 of
 tests/test_efficientnet.py with the released weights, torchcam-style CAM (classifier
 weights times the last feature map, ``F.interpolate`` bilinear to 224, min-max), OpenCV
-``connectedComponentsWithStats`` boxes. Both decoders use Pillow's JPEG draft mode when
-``--draft`` is given to the PyTorch side (camjax always uses it).
+``connectedComponentsWithStats`` boxes.
 
-Each pipeline runs in its own process (the device count is fixed at JAX start-up), one
-warm-up pass on 64 images first (compilation, weight loading), then the timed pass.
+Fair by construction (bench/fair.py): the same decode on both sides (Pillow's JPEG draft
+mode to at least twice 224, as camjax always decodes; ``--full-decode`` turns it off on
+the PyTorch side and says so in the table), the same number of decode workers
+(``--decode-workers``: camjax's threads, PyTorch's DataLoader processes) and all cores for
+the network on both sides. Each pipeline is a worker process (the device count is fixed
+at JAX start-up) that loads and warms up (64 images) first; then the rounds interleave:
+one timed pass of every worker per round, in alternating order, the others idle. Wall
+time and CPU time (the worker's threads and its finished children) per pass; a load check
+before and after marks a run on a busy machine as contaminated.
 """
 
 from __future__ import annotations
@@ -28,16 +34,18 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import fair  # noqa: E402
+
 SIZES = [(640, 480), (1024, 768), (800, 800), (500, 375), (1600, 1200), (2048, 1536), (480, 640)]
 
 
-def make_jpegs(folder: str, n: int) -> str:
+def make_jpegs(folder: str, n: int, sizes=SIZES) -> str:
     """``n`` JPEGs of mixed sizes (kept between runs in ``folder``)."""
     from PIL import Image, ImageDraw
 
@@ -47,7 +55,7 @@ def make_jpegs(folder: str, n: int) -> str:
         path = os.path.join(folder, f"img{i:06d}.jpg")
         if os.path.exists(path):
             continue
-        w, h = SIZES[i % len(SIZES)]
+        w, h = sizes[i % len(sizes)]
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         base = np.stack([xx / w * 200, yy / h * 200, (xx + yy) / (w + h) * 120], -1)
         img = Image.fromarray(base.astype(np.uint8))
@@ -60,31 +68,40 @@ def make_jpegs(folder: str, n: int) -> str:
     return folder
 
 
-def run_camjax(images: str, out: str, batch: int, depthwise: str) -> dict:
+def _list_file(paths: list[str]) -> str:
+    folder = tempfile.mkdtemp(prefix="bench-list-")
+    path = os.path.join(folder, "list.txt")
+    with open(path, "w") as f:
+        f.write("".join(p + "\n" for p in paths))
+    return path
+
+
+def camjax_pass(loaded, batch: int, decode_workers: int):
+    """``run(paths, out) -> images``: one extraction of ``paths`` into a new ``out``."""
+    from camjax.extract.run import RunOptions, extract_to
+
+    def run(paths: list[str], out: str) -> int:
+        options = RunOptions(lists=(_list_file(paths),), batch_size=batch, progress=False,
+                             shard_size=1000, threads=decode_workers)  # fmt: skip
+        return int(extract_to(loaded, [], out, options=options)["num_images"])
+
+    return run
+
+
+def load_camjax(depthwise: str = "native", name: str = "efficientnet_lite0_gap"):
     import dataclasses
 
     from camjax import cpu
-    from camjax.bulk import extract_to
-    from camjax.evaluation.loading import load_named
+    from camjax.checkpoints import load_named
 
-    loaded = load_named("efficientnet_lite0_gap")
+    loaded = load_named(name)
     if depthwise == "shifted":
         loaded = dataclasses.replace(loaded, model=cpu.shifted_depthwise(loaded.model))
-    files = sorted(os.listdir(images))
-    warm = tempfile.mkdtemp()
-    with open(os.path.join(warm, "list.txt"), "w") as f:
-        f.write("".join(os.path.join(images, x) + "\n" for x in files[:64]))
-    extract_to(loaded, [], os.path.join(warm, "o"), lists=[os.path.join(warm, "list.txt")],
-               batch_size=batch, progress=False, shard_size=1000)  # fmt: skip
-    t0 = time.perf_counter()
-    s = extract_to(loaded, [images], out, batch_size=batch, progress=False, shard_size=1000)
-    dt = time.perf_counter() - t0
-    import jax
-
-    return {"images": s["num_images"], "seconds": dt, "devices": jax.local_device_count()}
+    return loaded
 
 
-def run_torch(images: str, out: str, batch: int, draft: bool) -> dict:
+def torch_pass(batch: int, draft: bool, decode_workers: int, device: str = "cpu"):
+    """``run(paths, out) -> images`` for the PyTorch pipeline (module docstring)."""
     import cv2
     import torch
     import torch.nn.functional as F
@@ -95,12 +112,12 @@ def run_torch(images: str, out: str, batch: int, draft: bool) -> dict:
 
     from camjax.pretrained import WEIGHTS, load_state_dict
 
-    torch.set_num_threads(os.cpu_count() or 2)
+    torch.set_num_threads(fair.usable_cores())
     net = _TorchLite0().eval()
     state = load_state_dict(WEIGHTS["efficientnet_lite0_gap"].path())
     net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    net = net.to(device)
     names = WEIGHTS["efficientnet_lite0_gap"].class_names()
-    files = [os.path.join(images, f) for f in sorted(os.listdir(images))]
 
     class Files(torch.utils.data.Dataset):
         def __init__(self, paths):
@@ -131,14 +148,16 @@ def run_torch(images: str, out: str, batch: int, draft: bool) -> dict:
             out.append([int(x), int(y), int(x + w - 1), int(y + h - 1)])
         return out
 
-    def one_pass(paths, dest):
+    def run(paths: list[str], dest: str) -> int:
         os.makedirs(dest, exist_ok=True)
-        loader = torch.utils.data.DataLoader(Files(paths), batch_size=batch, num_workers=2)
+        loader = torch.utils.data.DataLoader(
+            Files(paths), batch_size=batch, num_workers=decode_workers
+        )
         lines, maps_acc, shard = [], [], 0
         w_fc = net._fc.weight
         with torch.no_grad():
             for x, hw, idx in loader:
-                logits, f = net(x)
+                logits, f = net(x.to(device))
                 probs, ids = logits.softmax(-1).topk(5, dim=-1)
                 cams = torch.einsum("bkc,bchw->bkhw", w_fc[ids], f)
                 lo = cams.amin((2, 3), keepdim=True)
@@ -146,7 +165,8 @@ def run_torch(images: str, out: str, batch: int, draft: bool) -> dict:
                 small = (cams - lo) / (hi - lo).clamp_min(1e-12)
                 big = F.interpolate(cams, size=(224, 224), mode="bilinear", align_corners=False)
                 lo, hi = big.amin((2, 3), keepdim=True), big.amax((2, 3), keepdim=True)
-                big = ((big - lo) / (hi - lo).clamp_min(1e-12)).numpy()
+                big = ((big - lo) / (hi - lo).clamp_min(1e-12)).cpu().numpy()
+                probs, ids = probs.cpu(), ids.cpu()
                 for b in range(len(idx)):
                     bx = boxes_of(big[b])
                     lines.append(json.dumps({
@@ -156,17 +176,15 @@ def run_torch(images: str, out: str, batch: int, draft: bool) -> dict:
                                    "prob": round(float(p), 6), "box": bb}
                                   for c, p, bb in zip(ids[b], probs[b], bx, strict=True)],
                     }))  # fmt: skip
-                maps_acc.append(small.numpy().astype(np.float16))
+                maps_acc.append(small.cpu().numpy().astype(np.float16))
                 if len(lines) >= 1000:
                     _flush(dest, shard, lines, maps_acc)
                     lines, maps_acc, shard = [], [], shard + 1
         if lines:
             _flush(dest, shard, lines, maps_acc)
+        return len(paths)
 
-    one_pass(files[:64], tempfile.mkdtemp())
-    t0 = time.perf_counter()
-    one_pass(files, out)
-    return {"images": len(files), "seconds": time.perf_counter() - t0, "devices": 1}
+    return run
 
 
 def _flush(dest, shard, lines, maps):
@@ -175,16 +193,52 @@ def _flush(dest, shard, lines, maps):
     np.savez(os.path.join(dest, f"part-{shard:05d}.npz"), maps=np.concatenate(maps))
 
 
-def _child(kind: str, images: str, batch: int, devices: int, draft: bool, dw: str = "") -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    out = tempfile.mkdtemp(prefix=f"bench-{kind}-")
-    cmd = [sys.executable, __file__, "--child", kind, "--images", images, "--out", out,
-           "--batch-size", str(batch), "--depthwise", dw or "native"] + (
-               ["--draft"] if draft else [])  # fmt: skip
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if res.returncode:
-        raise SystemExit(f"{kind} failed:\n{res.stdout[-2000:]}{res.stderr[-4000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+def _worker(a: argparse.Namespace) -> None:
+    """Load, warm up, print READY; then one timed pass per ``run`` line on stdin."""
+    files = [os.path.join(a.images, f) for f in sorted(os.listdir(a.images))]
+    if a.child == "torch":
+        run = torch_pass(a.batch_size, not a.full_decode, a.decode_workers)
+    else:
+        run = camjax_pass(load_camjax(a.depthwise), a.batch_size, a.decode_workers)
+    run(files[:64], tempfile.mkdtemp(prefix="bench-warm-"))
+    print("READY", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        out = tempfile.mkdtemp(prefix=f"bench-{a.child}-")
+        done: list[int] = []
+        wall, cpu = fair.measure(lambda out=out, done=done: done.append(run(files, out)))
+        print(json.dumps({"images": done[0], "wall": wall, "cpu": cpu}), flush=True)
+
+
+class Worker:
+    """A pipeline in its own process, driven one pass at a time."""
+
+    def __init__(self, kind: str, images: str, a: argparse.Namespace, devices: int, dw: str):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        cmd = [sys.executable, __file__, "--child", kind, "--images", images,
+               "--batch-size", str(a.batch_size), "--depthwise", dw,
+               "--decode-workers", str(a.decode_workers)] + (
+                   ["--full-decode"] if a.full_decode else [])  # fmt: skip
+        self.kind = kind
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self._expect("READY")
+
+    def _expect(self, word: str) -> str:
+        for line in self.proc.stdout:
+            if line.startswith(word) or word == "{" and line.startswith("{"):
+                return line
+        raise SystemExit(f"{self.kind} worker exited ({self.proc.wait()})")
+
+    def __call__(self) -> dict:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return json.loads(self._expect("{"))
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def main() -> None:
@@ -192,42 +246,58 @@ def main() -> None:
     p.add_argument("--num-images", type=int, default=2000)
     p.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "camjax-bench-jpegs"))
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=2, help="timed passes of every pipeline")
     p.add_argument(
         "--camjax",
         default="native:1,shifted:1,shifted:4,shifted:8",
         help="camjax runs as depthwise:devices (depthwise: native = nn.Conv, shifted = "
         "camjax.cpu.shifted_depthwise; devices: simulated CPU devices)",
     )
+    p.add_argument("--decode-workers", type=int, default=2,
+                   help="camjax decode threads = PyTorch DataLoader workers")  # fmt: skip
+    p.add_argument("--full-decode", action="store_true",
+                   help="PyTorch decodes JPEGs at full size (camjax: draft)")  # fmt: skip
     p.add_argument("--depthwise", default="native", help=argparse.SUPPRESS)
-    p.add_argument("--draft", action="store_true", help="PyTorch side decodes JPEGs in draft")
     p.add_argument("--child", choices=("camjax", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--images", help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        run = run_camjax if a.child == "camjax" else None
-        r = run(a.images, a.out, a.batch_size, a.depthwise) if run else run_torch(
-            a.images, a.out, a.batch_size, a.draft)  # fmt: skip
-        print(json.dumps(r))
+        _worker(a)
         return
     images = os.path.join(a.data_dir, str(a.num_images))
-    t0 = time.perf_counter()
     make_jpegs(images, a.num_images)
-    print(f"{a.num_images} JPEGs in {images} ({time.perf_counter() - t0:.0f} s to make)")
-    rows = [("PyTorch" + (" (draft decode)" if a.draft else ""),
-             _child("torch", images, a.batch_size, 1, a.draft))]  # fmt: skip
+    decode = "full-size decode" if a.full_decode else "draft decode"
+    specs = [("torch", f"PyTorch ({decode})", 1, "native")]
     for item in a.camjax.split(","):
         dw, d = item.split(":")
-        r = _child("camjax", images, a.batch_size, int(d), False, dw)
-        rows.append((f"camjax, {dw} depthwise, {d} device(s)", r))
-    torch_ips = rows[0][1]["images"] / rows[0][1]["seconds"]
-    print("| pipeline | images | seconds | images/s | vs PyTorch |")
-    print("|---|---:|---:|---:|---:|")
-    for name, r in rows:
-        ips = r["images"] / r["seconds"]
-        print(
-            f"| {name} | {r['images']} | {r['seconds']:.1f} | {ips:.1f} | {ips / torch_ips:.2f}x |"
-        )
+        specs.append(("camjax", f"camjax, {dw} depthwise, {d} device(s)", int(d), dw))
+    workers = {}
+    try:
+        for kind, name, devices, dw in specs:
+            workers[name] = Worker(kind, images, a, devices, dw)
+        check = fair.LoadCheck().start()
+        results = {name: [] for name in workers}
+
+        def side(name):
+            return lambda: results[name].append(workers[name]())
+
+        fair.interleave({n: side(n) for n in workers}, a.rounds, warmup=0)
+        verdict = check.finish()
+    finally:
+        for w in workers.values():
+            w.close()
+    torch_name = specs[0][1]
+    base = np.median([r["wall"] for r in results[torch_name]])
+    print(f"\n{a.num_images} JPEGs, batch {a.batch_size}, {a.decode_workers} decode workers a "
+          f"side, {a.rounds} interleaved rounds (median), {fair.usable_cores()} cores")  # fmt: skip
+    print("| pipeline | images/s (wall) | CPU s per 1,000 images | vs PyTorch (wall) |")
+    print("|---|---:|---:|---:|")
+    for name, rs in results.items():
+        wall = np.median([r["wall"] for r in rs])
+        cpu = np.median([r["cpu"] for r in rs])
+        n = rs[0]["images"]
+        print(f"| {name} | {n / wall:.1f} | {1e3 * cpu / n:.1f} | {base / wall:.2f}x |")
+    print(fair.verdict_line(verdict))
 
 
 if __name__ == "__main__":
