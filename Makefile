@@ -31,7 +31,7 @@ install: $(VENV)/bin/python
 
 # The main job: train the default config on the embedded data set, evaluate, extract.
 demo: install
-	$(PY) -m camjax.demo --workdir $${WORKDIR:-runs/demo}
+	$(PY) -m camjax demo --workdir $${WORKDIR:-runs/demo}
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadgroup

@@ -60,6 +60,5 @@ def as_released(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     1704-1760); no faster head. (The released VGG16-CAM head conv has ``group: 2``,
     deploy_vgg16CAM.prototxt l. 333, which camjax's CAM head does not model.)"""
     c.optimizer.head_lr_multiplier = 1.0
-    if "bias_lr_multiplier" in c.optimizer:  # once configs/default.py declares the key
-        c.optimizer.bias_lr_multiplier = 2.0
+    c.optimizer.bias_lr_multiplier = 2.0
     return c

@@ -25,6 +25,5 @@ def get_config():
     # As the benchmark's ResNet50-CAM: GAP straight on layer4 (no extra conv), and
     # layer4 learns as fast as the classifier (x10; wsolevaluation main.py l. 74).
     c.model.kwargs.head_convs = ()
-    if "lr_multipliers" in c.optimizer:  # once configs/default.py declares the key
-        c.optimizer.lr_multipliers = ",".join(f"backbone/layer4_{i}=10" for i in range(3))
+    c.optimizer.lr_multipliers = ",".join(f"backbone/layer4_{i}=10" for i in range(3))
     return c

@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 from camjax import cli
-from camjax.extract import open_extraction
+from camjax.cli.args import dash_style
 from camjax.evaluation.geometry import rescale_boxes
+from camjax.extract import open_extraction
 
 # One worker runs the whole module, so its trained-checkpoint fixture is built once.
 pytestmark = pytest.mark.xdist_group("cli")
@@ -207,16 +208,16 @@ def test_help_lists_choices_without_markup_and_takes_underscores(tmp_path, capsy
     assert "``" not in text and "--batch-size" in text
     assert "gradcam" in text and "efficientnet_lite0_gap" in text  # the choices
     args = cli.build_parser().parse_args(
-        cli._dash_style(["extract", "x", "--model", "efficientnet_lite0_gap", "--out", "o",
+        dash_style(["extract", "x", "--model", "efficientnet_lite0_gap", "--out", "o",
                          "--batch_size", "3", "--top_k=2", "--shard_size", "7"])
     )  # fmt: skip
     assert (args.batch_size, args.top_k, args.shard_size) == (3, 2, 7)
-    assert cli._dash_style(["--out", "a_b", "--", "--x_y"]) == ["--out", "a_b", "--", "--x_y"]
+    assert dash_style(["--out", "a_b", "--", "--x_y"]) == ["--out", "a_b", "--", "--x_y"]
 
 
-def test_python_m_camjax_extract_is_the_same_command():
+def test_python_m_camjax_is_the_same_command():
     res = subprocess.run(
-        [sys.executable, "-m", "camjax.extract", "--help"],
+        [sys.executable, "-m", "camjax", "extract", "--help"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -41,7 +41,7 @@ def test_filter_drops_start_up_lines_written_to_the_descriptor_and_keeps_the_res
     out = _run(
         f"""
         import os, sys
-        from camjax.console import start_up_lines_filtered
+        from camjax.cli.console import start_up_lines_filtered
         with start_up_lines_filtered():
             os.write(2, {NOISE.encode()!r})
             os.write(2, b"E0000 00:00:1.0 1 x.cc:1] a real error\\n")
@@ -62,7 +62,7 @@ def test_filter_restores_the_descriptor_when_the_block_raises():
     out = _run(
         """
         import os
-        from camjax.console import start_up_lines_filtered
+        from camjax.cli.console import start_up_lines_filtered
         try:
             with start_up_lines_filtered():
                 os.write(2, b"kept\\n")
@@ -81,7 +81,7 @@ def test_tensorflow_loads_without_a_line_on_stderr():
     out = _run(
         """
         import sys
-        from camjax.console import load_tensorflow
+        from camjax.cli.console import load_tensorflow
         load_tensorflow()
         import tensorflow as tf
         print(tf.constant([1.0, 2.0]).numpy().sum())
@@ -99,9 +99,9 @@ def test_tensorflow_loads_without_a_line_on_stderr():
     [
         # Fails after TensorFlow has loaded (the evaluation needs it): its lines are dropped.
         (["evaluate.py", "--workdir", "{tmp}/none"], "no checkpoint directory"),
-        (["-m", "camjax.cli", "evaluate", "--workdir", "{tmp}/none", "--methods", "x"],
+        (["-m", "camjax", "evaluate", "--workdir", "{tmp}/none", "--methods", "x"],
          "unknown --methods x"),
-        (["-m", "camjax.cli", "extract", "{tmp}/none.jpg", "--out", "{tmp}/o",
+        (["-m", "camjax", "extract", "{tmp}/none.jpg", "--out", "{tmp}/o",
           "--model", "efficientnet_lite0_gap"], "no such file"),
     ],
 )  # fmt: skip
@@ -142,7 +142,7 @@ def test_config_validation_does_not_import_tensorflow():
 
 CLOSED_LOOP = """
 import asyncio, sys
-from camjax import console
+from camjax.cli import console
 if {quiet}:
     console.quiet_logging()
 loop = asyncio.new_event_loop()
@@ -182,7 +182,7 @@ import os, sys, time
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
-from camjax import console
+from camjax.cli import console
 console.quiet_logging()
 path = epath.Path({path!r})
 tree = {{f"a{{i}}": np.arange(20000, dtype=np.float32) * i for i in range(24)}}
@@ -214,7 +214,7 @@ def test_known_library_notices_are_dropped_and_other_warnings_kept():
     out = _run(
         """
         import logging
-        from camjax import console
+        from camjax.cli import console
         console.quiet_logging()
         log = logging.getLogger("absl")
         log.warning("Variant folder %s has no dataset_info.json", "/d/shapes/1.2.0")

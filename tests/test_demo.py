@@ -1,4 +1,4 @@
-"""``python -m camjax.demo`` end to end, shrunk: a tiny private data build, 2 steps,
+"""``python -m camjax demo`` end to end, shrunk: a tiny private data build, 2 steps,
 16 evaluation images, 1 photo. Checks that a newcomer finds every promised file.
 
 Run as ``make demo`` runs it: a subprocess on the plain CPU (one device), not under the
@@ -34,7 +34,7 @@ def test_demo_small_end_to_end(tmp_path):
     # No device count: the demo splits the CPU itself (config.cpu); the test's O0 kept.
     env = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0"}
     res = subprocess.run(
-        [sys.executable, "-m", "camjax.demo", *args],
+        [sys.executable, "-m", "camjax", "demo", *args],
         capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
     )  # fmt: skip
     printed = res.stdout
@@ -42,7 +42,7 @@ def test_demo_small_end_to_end(tmp_path):
     report = json.loads((wd / "report.json").read_text())
     assert report["num_examples"] == 16
     assert set(report["methods"]) == {"cam", "backprop", "centre"}
-    from camjax.demo import DEMO_METRICS
+    from camjax.cli.demo import DEMO_METRICS
 
     for m in report["methods"].values():
         assert set(m) == set(DEMO_METRICS)  # every metric the demo asks for is reported

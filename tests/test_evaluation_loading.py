@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from camjax import cli
-from camjax.evaluation import checkpoints as ckpts
-from camjax.evaluation.loading import load_trained
+from camjax.checkpoints import load_trained
+from camjax.checkpoints import store as ckpts
 
 # One worker runs the whole module, so its trained-checkpoint fixture is built once.
 pytestmark = pytest.mark.xdist_group("evaluation_loading")
@@ -119,8 +119,8 @@ def test_checkpoint_of_camjax_0_1_loads_without_its_data_set():
 
 def test_evaluation_does_not_import_the_trainer():
     code = (
-        "import sys, camjax.evaluation, camjax.evaluation.loading, camjax.evaluation.runner, "
-        "camjax.metrics, camjax.evaluation.checkpoints;"
+        "import sys, camjax.evaluation, camjax.evaluation.runner, camjax.metrics, "
+        "camjax.checkpoints;"
         "bad = [m for m in sys.modules if m.startswith('camjax.train')];"
         "assert not bad, bad"
     )

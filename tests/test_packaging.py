@@ -123,7 +123,7 @@ def test_config_names_and_a_clear_error_for_an_unknown_one():
 
 
 def test_console_entry_lists_the_subcommands_and_help_has_no_markup(capsys):
-    out = subprocess.run([sys.executable, "-m", "camjax.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "camjax", "--help"], capture_output=True,
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "{train,evaluate,extract,demo}" in out.stdout

@@ -1,7 +1,7 @@
 """Trained or pretrained networks, ready for evaluation and extraction.
 
 ``load_trained`` rebuilds a network from what its checkpoint says about it
-(:class:`~camjax.evaluation.network.NetworkSpec`) and reads only its variables,
+(:class:`~camjax.checkpoints.network.NetworkSpec`) and reads only its variables,
 verified against their checksums: no optimizer, no data set. A config, when given, is
 checked against the checkpoint (a different model is refused, naming what differs).
 ``load_named`` gives a pretrained network by registry name (offline weights).
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from camjax.evaluation import checkpoints as ckpts
-from camjax.evaluation.network import NetworkSpec, cpu_tuned
+from camjax.checkpoints import store as ckpts
+from camjax.checkpoints.network import NetworkSpec, cpu_tuned
 
 VARIABLE_PARTS = ("params", "batch_stats")
 
@@ -74,48 +74,6 @@ class Loaded:
         probs = jax.jit(lambda x: jax.nn.softmax(model.apply(variables, x, train=False)[0]))
         return lambda images: np.asarray(probs(np.asarray(images, np.float32)))
 
-    def predictor(
-        self,
-        top_k: int = 5,
-        threshold: float = 0.2,
-        protocols: tuple[str, ...] = (),
-        ten_crop: bool = False,
-    ) -> Callable[[str, Mapping[str, np.ndarray]], dict[str, Any]]:
-        """``predict(method, batch)``: ``camjax.extract`` with the batch's labels (GT-known);
-        ``out["protocols"][name]`` for each of ``protocols`` (:mod:`camjax.protocols`)."""
-        from camjax.extraction import extract
-
-        def predict(method: str, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            labels = np.asarray(batch["label"], np.int32)
-            if "valid" in batch:  # padding rows may carry any label; they are never counted
-                labels = np.where(np.asarray(batch["valid"], bool), labels, 0)
-            out = extract(
-                self.model,
-                self.variables,
-                batch["image"],
-                top_k,
-                method=method,
-                gt_labels=labels,
-                threshold=threshold,
-            )
-            out = {k: np.asarray(v) for k, v in out.items()}
-            if protocols:
-                from camjax.protocols import predict as proto
-
-                single = [p for p in protocols if not (ten_crop and p == "released")]
-                out["protocols"] = proto.protocol_outputs(
-                    self.model, self.variables, batch["image"], labels, method=method,
-                    top_k=top_k, names=single,
-                )  # fmt: skip
-                if len(single) < len(protocols):  # released, ten-crop (mergeTenCrop.m)
-                    out["protocols"]["released"] = proto.ten_crop_released(
-                        self.model, self.variables, batch, labels, method=method,
-                        top_k=top_k, crop=self.image_size,
-                    )  # fmt: skip
-            return out
-
-        return predict
-
 
 def network_spec(meta: Mapping[str, Any], where: str = "checkpoint") -> NetworkSpec:
     """The network a checkpoint's metadata describes.
@@ -164,7 +122,7 @@ def load_trained(
 
     ``config``: checked against the checkpoint's network; ``None`` takes the config saved
     in the checkpoint (``Loaded.config``). Raises ``FileNotFoundError`` when there is no
-    checkpoint, :class:`~camjax.evaluation.checkpoints.CorruptCheckpointError` when the
+    checkpoint, :class:`~camjax.checkpoints.store.CorruptCheckpointError` when the
     one asked for (or every one) is damaged.
     """
     import jax
@@ -220,11 +178,6 @@ def load_trained(
         config=config,
         spec=spec,
     )
-
-
-def config_from_checkpoints(workdir: str) -> Any:
-    """The training config saved beside the newest intact checkpoint in ``workdir``."""
-    return load_trained(None, workdir).config
 
 
 def display_name(name: str) -> str:

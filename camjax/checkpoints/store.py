@@ -2,7 +2,7 @@
 
 A checkpoint step ``<dir>/<step>/`` holds two Orbax items: ``state`` (the training state
 pytree: ``step``, ``params``, ``batch_stats``, ``opt_state``) and ``meta`` (JSON: the
-fingerprint, the config, the :class:`~camjax.evaluation.network.NetworkSpec` and a
+fingerprint, the config, the :class:`~camjax.checkpoints.network.NetworkSpec` and a
 SHA-256 of every array, written by ``camjax.train.checkpoint``). Restoring verifies each
 array read against its digest, so a flipped bit or a truncated file is reported by step
 instead of loading silently. Checkpoints written before the digests existed (camjax
@@ -172,3 +172,18 @@ def _warn(step: int, error: Exception) -> None:
     import sys
 
     print(f"warning: {error}; trying an older checkpoint", file=sys.stderr, flush=True)
+
+
+def saved_config(path: str) -> Any:
+    """The config saved with the newest checkpoint under ``path`` (a workdir, its
+    ``checkpoints`` folder or one step), read from the metadata alone (no array); ``None``
+    when there is none or it cannot be read (loading then says what is wrong)."""
+    import ml_collections
+
+    directory, step = split_path(os.path.abspath(path))
+    try:
+        found = steps(directory) if step is None else [step]
+        meta = read_meta(directory, max(found))
+        return ml_collections.ConfigDict(json.loads(meta["config"]))
+    except (OSError, ValueError, KeyError, TypeError):  # a damaged checkpoint included
+        return None

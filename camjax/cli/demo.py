@@ -1,6 +1,6 @@
 """The main job: train, evaluate, and extract CAMs from real photos, on a plain CPU.
 
-    python -m camjax.demo --workdir runs/demo      (what ``make demo`` runs)
+    python -m camjax demo --workdir runs/demo      (what ``make demo`` runs)
 
 1. trains ``configs/default.py`` (``tiny_gap`` on the embedded ``camjax_shapes`` set;
    a workdir that already holds its checkpoints resumes, so a rerun is quick);
@@ -9,7 +9,7 @@
 3. extracts CAMs and boxes of ``efficientnet_lite0_gap`` (real ImageNet weights, offline)
    for the 20 ImageNet validation photos shipped in the ``foolbox`` wheel
    (``foolbox/data/imagenet_XX_<label>.jpg``): ``extract/`` in the workdir (read it back
-   with ``camjax.bulk.open_extraction``).
+   with ``camjax.extract.open_extraction``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import dataclasses
 import glob
 import importlib.util
 import os
-import sys
 import time
 from collections.abc import Sequence
 
@@ -82,9 +81,9 @@ def top5_photo_figure(path: str, out_dir: str, image_size: int) -> str:
     import cv2
     import numpy as np
 
-    from camjax.bulk import open_extraction
     from camjax.data.folder import read_rgb
     from camjax.evaluation.figures import top_classes_figure
+    from camjax.extract import open_extraction
 
     ex = open_extraction(out_dir)
     rec = next(ex.records())  # the first photo
@@ -98,6 +97,7 @@ def top5_photo_figure(path: str, out_dir: str, image_size: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``camjax demo [options]``: parses its own options (``argv``); the exit code."""
     p = argparse.ArgumentParser(
         prog="camjax demo",
         description=__doc__.replace("``", ""),  # plain text in --help
@@ -118,16 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--methods", default="cam,backprop")
     p.add_argument("--verbose", action="store_true", help="also Orbax's, absl's and TF's logs")
     args = p.parse_args(argv)
-    from camjax import console
-    from camjax.cli import split_cpu
+    from camjax.cli import console
+    from camjax.cli.devices import split_cpu
 
     console.quiet_logging(args.verbose)
     console.load_tensorflow(args.verbose)  # before the imports below load it unfiltered
 
-    from camjax.bulk import extract_to
+    from camjax.checkpoints import cpu_tuned, load_named
     from camjax.evaluation import evaluate
-    from camjax.evaluation.loading import load_named
-    from camjax.evaluation.network import cpu_tuned
+    from camjax.extract import RunOptions, extract_to
     from camjax.train import load_config, train_and_evaluate
 
     t0 = time.perf_counter()
@@ -158,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pretrained = load_named("efficientnet_lite0_gap")
     pretrained = dataclasses.replace(pretrained, model=cpu_tuned(pretrained.model, config))
     # overwrite: a rerun (or an extract/ folder of an older camjax) is replaced.
-    extract_to(pretrained, photos, out, overlays=1, overwrite=True, progress=True)
+    extract_to(pretrained, photos, out, options=RunOptions(overlays=1, overwrite=True))
     top5_photo_figure(os.path.join(out, "top5_photo.png"), out, pretrained.image_size)
     print(f"\ndone in {time.perf_counter() - t0:.0f} s. Open:")
     print(f"  {os.path.join(workdir, 'report.md')}   the tables (also report.json)")
@@ -169,7 +168,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  {os.path.join(out, 'overlays', 'part-00000')}/   CAM overlays with boxes")
     print(f"  {os.path.join(out, 'top5_photo.png')}   the top-5 classes' CAMs of one photo")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

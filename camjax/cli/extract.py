@@ -1,6 +1,7 @@
-"""The ``camjax extract`` subcommand (also ``python -m camjax.extract``): options and run.
+"""The ``camjax extract`` subcommand: options and run.
 
-The ``camjax.extract`` *function* lives in :mod:`camjax.extraction`.
+It builds one :class:`~camjax.localize.LocalizeSpec` and :class:`~camjax.extract.RunOptions`
+and calls :func:`camjax.extract.extract_to`.
 """
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from camjax.bulk.run import MAP_MODES
-from camjax.cli import _choices, _fraction, _positive
+from camjax.cli.args import choices, fraction, positive
+from camjax.extract.run import MAP_MODES
 from camjax.files.images import DEFAULT_MAX_PIXELS
 
 HELP = """camjax extract: CAMs, classes and boxes for many images.
@@ -27,7 +28,7 @@ manifest.json naming the model, method and settings, and overlays/part-NNNNN/*.p
 shards (finished ones are checked against their recorded sizes and sha256; a damaged one
 is moved to corrupt/ and redone); another model, method or input list on the same --out
 is refused, and so is a second extraction writing to it at the same time. Read the
-results back with camjax.bulk.open_extraction. Flags may also be written with
+results back with camjax.extract.open_extraction. Flags may also be written with
 underscores (--batch_size).
 """
 
@@ -52,13 +53,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tfds", metavar="NAME:SPLIT", help="a TFDS data set split as the input")
     p.add_argument("--data-dir", help="TFDS data folder for --tfds (default: TFDS's own)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", choices=_choices("models"), help="pretrained network by name")
+    src.add_argument("--model", choices=choices("models"), help="pretrained network by name")
     src.add_argument("--workdir", help="training workdir whose latest checkpoint to use")
     p.add_argument("--config", help="config file of --workdir (default: the one saved there)")
     p.add_argument("--checkpoint", help="a checkpoint step folder instead of the latest")
     p.add_argument("--out", required=True, help="output folder (resumed if it holds this run)")
-    p.add_argument("--top-k", type=_positive, default=5, help="classes per image (default 5)")
-    p.add_argument("--method", default="cam", choices=_choices("methods"), help="map method")
+    p.add_argument("--top-k", type=positive, default=5, help="classes per image (default 5)")
+    p.add_argument("--method", default="cam", choices=choices("methods"), help="map method")
     p.add_argument(
         "--layer", help="layer path whose maps to take (default: the CAM head's feature map)"
     )
@@ -70,11 +71,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="ID",
         help="maps of this class for every image instead of the top-k (repeatable)",
     )
-    p.add_argument("--threshold", type=_fraction, default=0.2, help="box threshold (0.2)")
+    p.add_argument("--threshold", type=fraction, default=0.2, help="box threshold (0.2)")
     p.add_argument(
-        "--batch-size", type=_positive, default=16, help="images per step, over all devices"
+        "--batch-size", type=positive, default=16, help="images per step, over all devices"
     )
-    p.add_argument("--shard-size", type=_positive, default=1000, help="inputs per output shard")
+    p.add_argument("--shard-size", type=positive, default=1000, help="inputs per output shard")
     p.add_argument(
         "--maps",
         default="feature",
@@ -84,10 +85,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--maps-dtype", default="float16", choices=("float16", "float32"))
     p.add_argument("--overlays", action="store_true", help="also write overlay PNGs")
     p.add_argument(
-        "--overlay-top-k", type=_positive, default=1, help="maps per overlay PNG (default 1)"
+        "--overlay-top-k", type=positive, default=1, help="maps per overlay PNG (default 1)"
     )
     p.add_argument(
-        "--overlay-size", type=_positive, default=512, help="overlay panel side at most (512)"
+        "--overlay-size", type=positive, default=512, help="overlay panel side at most (512)"
     )
     p.add_argument(
         "--max-megapixels",
@@ -95,12 +96,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_PIXELS / 1e6,
         help="refuse images needing more decoded megapixels (JPEGs decode downscaled)",
     )
-    p.add_argument("--threads", type=_positive, default=None, help="decoding threads")
+    p.add_argument("--threads", type=positive, default=None, help="decoding threads")
     p.add_argument(
         "--overwrite", action="store_true", help="replace an earlier extraction in --out"
     )
     p.add_argument("--coordinator-address", help="host:port of process 0 (multi-process runs)")
-    p.add_argument("--num-processes", type=_positive, default=1)
+    p.add_argument("--num-processes", type=positive, default=1)
     p.add_argument("--process-id", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="also Orbax's, absl's and TF's logs")
@@ -120,8 +121,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
-def _load(args: argparse.Namespace):
-    from camjax.evaluation.loading import load_named, load_trained
+def load(args: argparse.Namespace):
+    """``(Loaded, model name)``: ``--model``'s pretrained network or ``--workdir``'s."""
+    from camjax.checkpoints import load_named, load_trained
 
     if args.model:
         return load_named(args.model), args.model
@@ -136,7 +138,12 @@ def _load(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """The ``extract`` subcommand; returns the process exit code."""
-    from camjax.bulk.run import ExtractionStopped, OutputBusy
+    from camjax.cli import console
+    from camjax.extract.run import ExtractionStopped, OutputBusy
+
+    console.quiet_logging(args.verbose)
+    if args.tfds:  # files are read without TensorFlow
+        console.load_tensorflow(args.verbose)
 
     try:
         return _run(args)
@@ -147,8 +154,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from camjax.bulk.run import extract_to
+    from camjax.extract.run import RunOptions, extract_to
     from camjax.files.inputs import list_inputs
+    from camjax.localize import LocalizeSpec
 
     if not args.inputs and not args.from_list and not args.tfds:
         raise ValueError("no inputs: name files, folders or globs, --from-list FILE or --tfds")
@@ -160,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-megapixels must be > 0, got {args.max_megapixels}")
     # Bad paths fail here, before the model is loaded.
     if args.tfds:
-        from camjax.bulk.tfds_source import parse
+        from camjax.extract.tfds_source import parse
 
         parse(args.tfds)
     elif not list_inputs(args.inputs, recursive=args.recursive, lists=args.from_list).entries:
@@ -172,10 +180,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.num_processes > 1:
         if not args.coordinator_address:
             raise ValueError("--num-processes > 1 needs --coordinator-address host:port")
-        from camjax.bulk.devices import init_distributed
+        from camjax.extract.devices import init_distributed
 
         init_distributed(args.coordinator_address, args.num_processes, args.process_id)
-    loaded, name = _load(args)
+    loaded, name = load(args)
     if args.cpu_depthwise is not None or args.model:
         import dataclasses
 
@@ -183,16 +191,17 @@ def _run(args: argparse.Namespace) -> int:
         if (args.cpu_depthwise or "shifted") == "shifted":
             model = cpu.shifted_depthwise(model)
         loaded = dataclasses.replace(loaded, model=model)
-    summary = extract_to(
-        loaded,
-        args.inputs,
-        args.out,
+    spec = LocalizeSpec(
+        method=args.method,
+        top_k=args.top_k,
+        class_ids=args.class_ids,
+        threshold=args.threshold,
+        layer=args.layer,
+    )
+    options = RunOptions(
         model_name=name,
         recursive=args.recursive,
         lists=args.from_list,
-        top_k=args.top_k,
-        method=args.method,
-        threshold=args.threshold,
         batch_size=args.batch_size,
         shard_size=args.shard_size,
         maps=args.maps,
@@ -203,11 +212,10 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        layer=args.layer,
-        class_ids=args.class_ids,
         tfds=args.tfds,
         data_dir=args.data_dir,
     )
+    summary = extract_to(loaded, args.inputs, args.out, spec, options)
     for name, why, dest in summary["moved_aside"]:
         print(f"{name} was damaged ({why}): moved to {dest} and redone")
     state = "complete" if summary["complete"] else "this process's shards done"

@@ -28,9 +28,9 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from camjax.evaluation import checkpoints as ckpts
-from camjax.evaluation.checkpoints import CheckpointMismatchError, CorruptCheckpointError
-from camjax.evaluation.network import NetworkSpec, params_sha
+from camjax.checkpoints import store as ckpts
+from camjax.checkpoints.network import NetworkSpec, params_sha
+from camjax.checkpoints.store import CheckpointMismatchError, CorruptCheckpointError
 
 __all__ = [
     "CheckpointMismatchError",

@@ -187,8 +187,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     checked when the network is built (``NetworkSpec.param_shapes``).
     """
     from camjax import models
+    from camjax.checkpoints.network import DTYPES
     from camjax.metrics import registry
-    from camjax.evaluation.network import DTYPES
     from camjax.train.step import RUNNERS
 
     for key, low in (
@@ -228,7 +228,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def _check_model(config: ml_collections.ConfigDict) -> None:
     """Build the network and trace its init (nothing is computed): bad ``model.kwargs``
     fail here, before the data set is read. The class count does not matter."""
-    from camjax.evaluation.network import NetworkSpec
+    from camjax.checkpoints.network import NetworkSpec
 
     spec = NetworkSpec.from_config(config, 2)
     try:
