@@ -43,7 +43,7 @@ def _loaded(model: str):
     import jax
 
     from camjax import models
-    from camjax.evaluation.loading import Loaded, load_named
+    from camjax.checkpoints import Loaded, load_named
 
     if model != "tiny_gap":
         import dataclasses

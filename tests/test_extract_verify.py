@@ -29,9 +29,10 @@ DRIVER = f"""
 import os, resource, sys, time
 sys.path.insert(0, {HERE!r})
 import extract_helper
-from camjax import cli, cli_extract
+from camjax import cli
+from camjax.cli import extract as cli_extract
 from camjax.extract import store
-cli_extract._load = lambda args: (extract_helper.loaded(), "tiny_gap")
+cli_extract.load = lambda args: (extract_helper.loaded(), "tiny_gap")
 hold = os.environ.get("HOLD")
 if hold:
     real = store.atomic_write

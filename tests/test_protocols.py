@@ -203,19 +203,19 @@ def test_predictor_adds_each_protocols_maps_from_the_network():
     # the raw CAM upsampled (computed here from the features and the classifier), and the
     # wsol maps the feature-resolution maps.
     import jax
-
     from cam_reference import cam_reference
 
     from camjax import models
     from camjax.boxes import largest_component_box
-    from camjax.evaluation.loading import Loaded
+    from camjax.checkpoints import Loaded
+    from camjax.evaluation.predictor import predictor
     from camjax.maps import upsample
 
     model = models.create("tiny_gap", num_classes=6)
     images = np.asarray(jax.random.normal(jax.random.key(1), (2, 32, 32, 3)))
     variables = model.init(jax.random.key(0), images)
     loaded = Loaded(model, variables, [str(i) for i in range(6)], 32, "imagenet", "test")
-    predict = loaded.predictor(top_k=5, protocols=("paper", "wsol"))
+    predict = predictor(loaded, top_k=5, protocols=("paper", "wsol"))
     out = predict("cam", {"image": images, "label": np.array([1, 2])})
     assert set(out["protocols"]) == {"paper", "wsol"}
     logits, features = model.apply(variables, images, train=False)

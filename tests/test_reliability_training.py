@@ -23,8 +23,8 @@ from PIL import Image
 from test_data_reliability import write_folder_with_bad_files
 
 from camjax import train
+from camjax.checkpoints import store as ckpts
 from camjax.cli import main as cli_main
-from camjax.evaluation import checkpoints as ckpts
 from camjax.train import checkpoint, guard
 from camjax.train import config as config_lib
 

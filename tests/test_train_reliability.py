@@ -15,8 +15,8 @@ import pytest
 import test_train_fakedata as fd
 
 from camjax import train
-from camjax.evaluation import checkpoints as ckpts
-from camjax.evaluation.loading import load_trained
+from camjax.checkpoints import load_trained
+from camjax.checkpoints import store as ckpts
 from camjax.train import checkpoint, step
 from camjax.train import config as config_lib
 
