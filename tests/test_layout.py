@@ -13,13 +13,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "camjax"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared_library", "config_files", "files", "data"),
     ("models", "cpu"),
-    ("pretrained",),
+    ("pretrained", "checkpoints"),
     ("maps", "methods"),
     ("labeling", "component_tree", "boxes", "localize", "overlay"),
     ("metrics", "protocols"),
     ("evaluation",),
     ("train", "extract"),
-    ("cli", "cli_extract", "console", "demo", "__init__"),
+    ("cli", "__init__", "__main__"),
 )
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
 

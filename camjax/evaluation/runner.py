@@ -222,7 +222,8 @@ def evaluate(
 
     from camjax import data
     from camjax.evaluation.figures import write_figures
-    from camjax.evaluation.loading import load_trained
+    from camjax.evaluation.predictor import predictor
+    from camjax.checkpoints import load_trained
     from camjax.evaluation.report import format_markdown, write_report
     from camjax.metrics import default_cam_thresholds
     from camjax.methods import METHODS
@@ -241,8 +242,11 @@ def evaluate(
     batches = loaded.eval_batches(split, bs, max_examples=max_examples, ten_crop=ten_crop)
     from camjax.protocols.predict import required
 
-    predict = loaded.predictor(
-        top_k=min(5, len(loaded.class_names)), protocols=required(metric_names), ten_crop=ten_crop
+    predict = predictor(
+        loaded,
+        top_k=min(5, len(loaded.class_names)),
+        protocols=required(metric_names),
+        ten_crop=ten_crop,
     )
     results, samples = evaluate_stream(
         batches,

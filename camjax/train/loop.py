@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from camjax.evaluation import network
+from camjax.checkpoints import network
 from camjax.train import checkpoint, distributed, guard, optimizer, progress, state, step
 from camjax.train import config as config_lib
 from camjax.train.evaluation import eval_batches
