@@ -12,19 +12,29 @@ Maps: smooth random blobs like upsampled CAMs (a 14x14 Gaussian field, bilinear 
 the contour tree; holes aside) equal camjax's component boxes, then prints
 map-thresholds/s. Also times ``largest_component_box`` on 32 maps with both backends.
 
+Fair (bench/fair.py): the sides run in interleaved rounds; camjax's host kernel splits the
+batch over one thread per core, so the OpenCV path is shown single-threaded and split
+over the same number of threads, and CPU time (all threads summed) beside wall time; a
+load check before and after marks a run on a busy machine as contaminated.
+
 Run: ``python bench/boxes_throughput.py [--batch 64] [--repeats 3]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import concurrent.futures
+import os
+import sys
 
 import cv2
 import jax
 import numpy as np
 
 from camjax import boxes
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fair  # noqa: E402
 
 
 def blob_maps(batch: int, size: int = 224, seed: int = 0) -> np.ndarray:
@@ -70,33 +80,29 @@ def check_equal(maps, thresholds, got_boxes, got_valid, num_maps: int) -> int:
     return compared
 
 
-def timed(fn, repeats: int) -> tuple[float, float]:
-    """Best (wall seconds, process CPU seconds) over ``repeats`` calls after a warm-up.
-
-    CPU time is reported too because a shared machine's wall time swings with the load;
-    camjax's host kernel splits the batch over threads, so its CPU time sums them all.
-    """
-    fn()  # compile / warm up
-    wall, cpu = np.inf, np.inf
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall = min(wall, time.perf_counter() - w0)
-        cpu = min(cpu, time.process_time() - c0)
-    return wall, cpu
+def wsol_threaded(maps, thresholds, threads: int) -> list:
+    """The benchmark's path over ``maps`` split across ``threads`` threads (OpenCV drops the
+    GIL), as camjax's host kernel splits its batch: the same-thread-count comparison."""
+    parts = [c for c in np.array_split(np.arange(len(maps)), threads) if len(c)]
+    with concurrent.futures.ThreadPoolExecutor(len(parts)) as pool:
+        return list(pool.map(lambda c: [wsol_boxes(maps[i], thresholds, False) for i in c], parts))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds")
     parser.add_argument("--max-components", type=int, default=64)
     parser.add_argument("--check-maps", type=int, default=8)
     parser.add_argument("--baseline-maps", type=int, default=16)
     args = parser.parse_args()
-    print(f"jax {jax.__version__} on {jax.default_backend()}, OpenCV {cv2.__version__}")
+    threads = fair.usable_cores()
+    print(f"jax {jax.__version__} on {jax.default_backend()}, OpenCV {cv2.__version__}, "
+          f"{threads} cores")  # fmt: skip
+    check = fair.LoadCheck().start()
     maps = blob_maps(args.batch)
     device_maps = jax.device_put(maps)
+    nb = args.baseline_maps
     rows = []
     for num_t in (100, 1000):
         # The benchmark's grid: np.arange(0, 1, interval), interval 0.01 (or 0.001).
@@ -111,40 +117,48 @@ def main() -> None:
         if got_valid[..., -1].any():
             raise AssertionError("max_components too small for an exact comparison")
         compared = check_equal(maps, thresholds, got_boxes, got_valid, args.check_maps)
-        t_cam = timed(lambda fn=fn: jax.block_until_ready(fn(device_maps)), args.repeats)
-        nb = args.baseline_maps
-        t_ref = timed(
-            lambda th=thresholds, nb=nb: [wsol_boxes(m, th, outer_only=False) for m in maps[:nb]],
+        times = fair.interleave(
+            {
+                "camjax": lambda fn=fn: jax.block_until_ready(fn(device_maps)),
+                "opencv": lambda th=thresholds: [wsol_boxes(m, th, False) for m in maps[:nb]],
+                "opencv_threads": lambda th=thresholds: wsol_threaded(maps[:nb], th, threads),
+            },
             args.repeats,
+            warmup=1,
         )
-        cam = [args.batch * num_t / x for x in t_cam]
-        ref = [nb * num_t / x for x in t_ref]
-        rows.append((num_t, ref, cam, compared))
-    print(f"\ncomponent boxes, {args.batch} maps of 224x224 (baseline on {args.baseline_maps})")
-    print(
-        "| thresholds | clock | WSOL OpenCV path (map-thr/s) | camjax (map-thr/s) | speed-up |"
-        " map-thresholds checked equal |"
-    )
-    print("|---|---|---|---|---|---|")
-    for num_t, ref, cam, compared in rows:
-        for k, clock in enumerate(("wall", "CPU")):
-            print(
-                f"| {num_t} | {clock} | {ref[k]:,.0f} | {cam[k]:,.0f} | {cam[k] / ref[k]:.1f}x"
-                f" | {compared} |"
-            )
+        rows.append((num_t, times, compared))
+    verdict = check.finish()
+    print(f"\ncomponent boxes, {args.batch} maps of 224x224 (OpenCV path on {nb}), "
+          f"{args.repeats} interleaved rounds (median)")  # fmt: skip
+    print("| thresholds | clock | OpenCV threads | WSOL OpenCV path (map-thr/s) | camjax "
+          f"({threads} threads, map-thr/s) | speed-up | checked equal |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for num_t, times, compared in rows:
+        cam = times["camjax"]
+        for clock in ("wall", "cpu"):
+            for side, n_threads in (("opencv", 1), ("opencv_threads", threads)):
+                if clock == "cpu" and side == "opencv_threads":
+                    continue  # CPU time does not depend on the split
+                c = args.batch * num_t / float(np.median(getattr(cam, clock)))
+                r = nb * num_t / float(np.median(getattr(times[side], clock)))
+                print(f"| {num_t} | {clock} | {n_threads} | {r:,.0f} | {c:,.0f} | "
+                      f"{c / r:.1f}x | {compared} |")  # fmt: skip
 
     small = device_maps[:32]
     print("\nlargest_component_box, 32 maps of 224x224, threshold 0.2")
     print("| backend | wall ms per call | CPU ms per call | maps/s (wall) |")
     print("|---|---|---|---|")
-    results = {}
+    fns, results = {}, {}
     for backend in ("host", "jax"):
         fn = jax.jit(lambda m, b=backend: boxes.largest_component_box(m, 0.2, backend=b))
         results[backend] = np.asarray(fn(small))
-        wall, cpu = timed(lambda fn=fn: jax.block_until_ready(fn(small)), args.repeats)
+        fns[backend] = lambda fn=fn: jax.block_until_ready(fn(small))
+    for backend, t in fair.interleave(fns, args.repeats, warmup=0).items():
+        wall, cpu = t.median_wall, t.median_cpu
         print(f"| {backend} | {wall * 1e3:.1f} | {cpu * 1e3:.1f} | {32 / wall:,.0f} |")
     if not np.array_equal(results["host"], results["jax"]):
         raise AssertionError("host and jax backends disagree")
+    print(fair.verdict_line(verdict))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ process and its finished children (``os.times``: threads and DataLoader workers 
 
 :class:`LoadCheck` times a fixed reference loop (one single-threaded numpy loop per
 usable core, run side by side) before and after the measurements. The run is valid when
-both times are within ``tolerance`` of the quiet baseline: the fastest time this
+both times are within ``tolerance`` of the quiet baseline, the fastest time this
 machine has given for the same loop, saved in ``~/.cache/camjax-bench/quiet.json`` (or
-``$CAMJAX_BENCH_QUIET``); with no saved baseline, the faster of the two in-run times is
-the baseline, which only catches load that changed during the run (the printed line
-says so).
+``$CAMJAX_BENCH_QUIET``), and the one-minute load average before the run is at most
+``1.5 x cores + 1`` (the run's own warm-up counts in it, other jobs push it past). With no
+saved baseline the faster of the two in-run times is the baseline, which alone only
+catches load that changed during the run (the printed line says which baseline served).
 """
 
 from __future__ import annotations
@@ -108,15 +109,16 @@ def _reference_loop(n: int = 200_000, repeats: int = 40) -> None:
 
 
 def reference_seconds(cores: int | None = None, tries: int = 3) -> float:
-    """Best wall time of the reference loop run once per core, side by side."""
+    """Median wall time of the reference loop run once per core, side by side (the
+    median, not the best: a busy machine has quiet moments)."""
     cores = cores or usable_cores()
-    best = np.inf
+    times = []
     with concurrent.futures.ThreadPoolExecutor(cores) as pool:
         for _ in range(tries):
             t = time.perf_counter()
             list(pool.map(lambda _: _reference_loop(), range(cores)))
-            best = min(best, time.perf_counter() - t)
-    return float(best)
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
 
 
 def _quiet_path() -> str:
@@ -149,7 +151,8 @@ class LoadCheck:
         saved = self._saved()
         baseline = min(saved or np.inf, self.before, self.after)
         limit = (1 + self.tolerance) * baseline
-        valid = self.before <= limit and self.after <= limit
+        busy = self.load_before[0] > 1.5 * usable_cores() + 1
+        valid = self.before <= limit and self.after <= limit and not busy
         if self.save and baseline < (saved or np.inf):
             self._store(baseline)
         return {

@@ -65,11 +65,20 @@ def test_load_check_flags_a_slow_reference_against_the_saved_baseline(tmp_path, 
     monkeypatch.setenv("CAMJAX_BENCH_QUIET", str(tmp_path / "quiet.json"))
     seconds = iter([1.0, 1.0, 2.0, 1.1])
     monkeypatch.setattr(fair, "reference_seconds", lambda: next(seconds))
+    monkeypatch.setattr(fair.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
     first = fair.LoadCheck().start().finish()
     assert first["valid"] and first["baseline_source"] == "this run"
     second = fair.LoadCheck().start().finish()  # 2.0 s before: twice the quiet 1.0 s
     assert not second["valid"] and second["baseline_source"] == "saved"
     assert "CONTAMINATED" in fair.verdict_line(second)
+
+
+def test_load_check_flags_a_busy_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAMJAX_BENCH_QUIET", str(tmp_path / "quiet.json"))
+    monkeypatch.setattr(fair, "reference_seconds", lambda: 1.0)
+    cores = fair.usable_cores()
+    monkeypatch.setattr(fair.os, "getloadavg", lambda: (1.5 * cores + 1.5,) * 3)
+    assert not fair.LoadCheck().start().finish()["valid"]
 
 
 @pytest.mark.slow
