@@ -292,7 +292,7 @@ def test_reads_are_not_auto_cached(data_cfg):
     src = pipeline.SOURCES["camjax_shapes"]
     b = src.builder(data_cfg)
     for seed in (None, 3):
-        ds = pipeline._read(src, b, data_cfg, "train", 0, 1, shuffle_seed=seed)
+        ds = pipeline.read_split(src, b, data_cfg, "train", 0, 1, shuffle_seed=seed)
         graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
         ops = {n.op for n in graph.node} | {
             n.op for f in graph.library.function for n in f.node_def

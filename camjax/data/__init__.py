@@ -5,15 +5,9 @@ Contract (docs/CONTRACTS.md, "data"): ``info``, ``train_iterator``, ``eval_itera
 ``shard``, ``prefetch_to_device``, ``folder_iterator``. TensorFlow runs on the CPU only.
 """
 
+from camjax.data.eval_batches import empty_batch, eval_iterator
 from camjax.data.folder import FolderIterator, folder_iterator
-from camjax.data.pipeline import (
-    SOURCES,
-    DatasetInfo,
-    empty_batch,
-    eval_iterator,
-    info,
-    train_iterator,
-)
+from camjax.data.pipeline import SOURCES, DatasetInfo, info, train_iterator
 from camjax.data.sharding import prefetch_to_device, shard
 
 __all__ = [

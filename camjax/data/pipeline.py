@@ -20,7 +20,6 @@ to the same number of batches (the largest slice's), marking padding ``valid=Fal
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -42,8 +41,8 @@ def keep_tensorflow_on_host() -> None:
             pass
 
 
-# Training batches the streamed form keeps ready (tf.data prefetch): up to 16, enough to
-# cover opening the next epoch (~0.8 s for camjax_shapes on 2 cores), within 64 MiB.
+# Training batches the streamed form keeps ready (tf.data prefetch): up to 16, so that
+# opening the next epoch's files does not starve the step, within 64 MiB.
 READ_AHEAD_BATCHES = 16
 READ_AHEAD_BYTES = 64 * 2**20
 
@@ -70,13 +69,13 @@ class DatasetInfo:
     identity: dict | None = None
 
 
-def _source(data_cfg) -> Source:
+def source_of(data_cfg) -> Source:
     if data_cfg.name not in SOURCES:
         raise ValueError(f"unknown data set {data_cfg.name!r}; known: {', '.join(SOURCES)}")
     return SOURCES[data_cfg.name]
 
 
-def _has_masks(src: Source, data_cfg) -> bool:
+def has_masks(src: Source, data_cfg) -> bool:
     """``Source.has_masks``, a bool or (for configurable sources) a function of data_cfg."""
     return bool(src.has_masks(data_cfg) if callable(src.has_masks) else src.has_masks)
 
@@ -84,13 +83,13 @@ def _has_masks(src: Source, data_cfg) -> bool:
 def info(data_cfg) -> DatasetInfo:
     """Classes, input side, examples per split, whether masks exist (prepares if needed)."""
     keep_tensorflow_on_host()
-    src = _source(data_cfg)
+    src = source_of(data_cfg)
     b = src.builder(data_cfg)
     sizes = src.split_sizes(data_cfg)
     if sizes is None:
         sizes = {name: int(s.num_examples) for name, s in b.info.splits.items()}
     names = tuple(src.class_names(data_cfg, b))
-    masks = _has_masks(src, data_cfg)
+    masks = has_masks(src, data_cfg)
     skipped = tuple(tuple(x) for x in getattr(b, "skipped", ()))
     identity = src.identity(data_cfg, b)
     return DatasetInfo(
@@ -98,7 +97,7 @@ def info(data_cfg) -> DatasetInfo:
     )
 
 
-def _process(process_index, process_count) -> tuple[int, int]:
+def process_layout(process_index, process_count) -> tuple[int, int]:
     if process_index is None or process_count is None:
         import jax  # only when the caller leaves the process layout to JAX
 
@@ -109,7 +108,7 @@ def _process(process_index, process_count) -> tuple[int, int]:
     return int(process_index), int(process_count)
 
 
-def _local_batch(global_batch_size: int, process_count: int) -> int:
+def local_batch(global_batch_size: int, process_count: int) -> int:
     if global_batch_size < 1 or global_batch_size % process_count:
         raise ValueError(
             f"global_batch_size {global_batch_size} must be a positive multiple of the "
@@ -123,20 +122,20 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] >> 1)
 
 
-def _options() -> tf.data.Options:
+def deterministic_options() -> tf.data.Options:
     o = tf.data.Options()
     o.deterministic = True
     return o
 
 
-def _read(src, b, data_cfg, split, pi, pc, shuffle_seed=None) -> tf.data.Dataset:
+def read_split(src, b, data_cfg, split, pi, pc, shuffle_seed=None) -> tf.data.Dataset:
     """This process's slice of ``split`` in common form (files shuffled if seeded)."""
     available = set(b.info.splits.keys())
     if available and split.split("[")[0] not in available:  # "validation[:10%]" slices too
         raise ValueError(f"{data_cfg.name} has no split {split!r}; splits: {sorted(available)}")
     sub = tfds.split_for_jax_process(split, process_index=pi, process_count=pc)
     read_config = tfds.ReadConfig(
-        options=_options(),
+        options=deterministic_options(),
         shuffle_seed=shuffle_seed,
         # Every iterator of this dataset (the head and the rest of an epoch) must see
         # the same file order; TF reshuffles per iterator by default.
@@ -156,14 +155,14 @@ def _read(src, b, data_cfg, split, pi, pc, shuffle_seed=None) -> tf.data.Dataset
     return src.standardize(ds, data_cfg, split)
 
 
-def _count(ds: tf.data.Dataset) -> int:
+def count_examples(ds: tf.data.Dataset) -> int:
     n = int(ds.cardinality())
     if n < 0:  # unknown: count once
         n = int(ds.reduce(np.int64(0), lambda c, _: c + 1))
     return n
 
 
-def _mask_pixels(mask: tf.Tensor) -> tf.Tensor:
+def mask_pixels(mask: tf.Tensor) -> tf.Tensor:
     """Encoded PNG or decoded ``[h, w(, 1)]`` mask -> uint8 ``[h, w]``."""
     if mask.dtype == tf.string:
         mask = tf.io.decode_png(mask, channels=1)
@@ -173,8 +172,8 @@ def _mask_pixels(mask: tf.Tensor) -> tf.Tensor:
     return mask
 
 
-def _decode_mask(src: Source, mask: tf.Tensor) -> tf.Tensor:
-    return src.mask_values(_mask_pixels(mask))
+def decode_mask(src: Source, mask: tf.Tensor) -> tf.Tensor:
+    return src.mask_values(mask_pixels(mask))
 
 
 def _train_map(src: Source, data_cfg, aug_seed: int):
@@ -188,7 +187,7 @@ def _train_map(src: Source, data_cfg, aug_seed: int):
 
     def fn(position, ex):
         seed = tf.stack([tf.constant(aug_seed, tf.int64), position])
-        mask = _decode_mask(src, ex["mask"]) if _has_masks(src, data_cfg) else None
+        mask = decode_mask(src, ex["mask"]) if has_masks(src, data_cfg) else None
 
         def run(image):
             out = augment(image, ex["boxes"], mask, size, seed)
@@ -197,7 +196,7 @@ def _train_map(src: Source, data_cfg, aug_seed: int):
         if "orientation" in ex:  # stored turned: augment the upright pixels
             # Images stored upright keep the encoded path (e.g. decode_and_crop_jpeg).
             out = tf.cond(
-                ex["orientation"] > 1, lambda: run(_upright(ex)), lambda: run(ex["image"])
+                ex["orientation"] > 1, lambda: run(upright_image(ex)), lambda: run(ex["image"])
             )
         else:
             out = run(ex["image"])
@@ -232,30 +231,35 @@ def train_iterator(
     it fits ``data_cfg.cache_decoded_mb`` (``camjax.data.stream``).
     """
     keep_tensorflow_on_host()
-    pi, pc = _process(process_index, process_count)
-    batch = _local_batch(global_batch_size, pc)
+    pi, pc = process_layout(process_index, process_count)
+    batch = local_batch(global_batch_size, pc)
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}")
-    src = _source(data_cfg)
+    src = source_of(data_cfg)
     b = src.builder(data_cfg)
     split = data_cfg.train_split
-    n = _count(_read(src, b, data_cfg, split, pi, pc))
+    n = count_examples(read_split(src, b, data_cfg, split, pi, pc))
     if n == 0:
         raise ValueError(f"process {pi} of {pc} has no examples in {data_cfg.name}:{split}")
     augment = _train_map(src, data_cfg, _seed(seed, pi, 1))
     pos = start_step * batch
     if cache_size(src, b, data_cfg, n) is not None:
-        masks = _has_masks(src, data_cfg)
-        ds = _read(src, b, data_cfg, split, pi, pc)  # fixed order: no file shuffling
+        masks = has_masks(src, data_cfg)
+        ds = read_split(src, b, data_cfg, split, pi, pc)  # fixed order: no file shuffling
         ds = ds.map(_cache_decode(masks), num_parallel_calls=tf.data.AUTOTUNE)
         side = _image_shape(b, data_cfg)[:2]
-        arrays = stream.load(ds.with_options(_options()), n, side, masks)
+        arrays = stream.load(ds.with_options(deterministic_options()), n, side, masks)
         key = _seed(seed, pi, 3)
         return stream.cached(
-            arrays, key=key, start=pos, batch=batch, augment=augment, options=_options()
+            arrays,
+            key=key,
+            start=pos,
+            batch=batch,
+            augment=augment,
+            options=deterministic_options(),
         )
     pieces = stream.epoch_pieces(
-        lambda epoch: _read(
+        lambda epoch: read_split(
             src, b, data_cfg, split, pi, pc, shuffle_seed=_seed(seed, pi, 2, epoch)
         ),
         n=n,
@@ -264,7 +268,7 @@ def train_iterator(
         augment=augment,
         buffer=max(1, int(data_cfg.shuffle_buffer)),
         shuffle_seed=lambda epoch: _seed(seed, pi, 3, epoch),
-        options=_options(),
+        options=deterministic_options(),
         ahead=_ahead(data_cfg, src, batch),
     )
     return stream.rebatch(pieces, batch)
@@ -273,13 +277,13 @@ def train_iterator(
 def _ahead(data_cfg, src: Source, batch: int) -> int:
     """Batches to prefetch: ``READ_AHEAD_BATCHES`` within ``READ_AHEAD_BYTES``, at least 2."""
     side = int(data_cfg.image_size)
-    per_example = side * side * (3 * 4 + (1 if _has_masks(src, data_cfg) else 0))
+    per_example = side * side * (3 * 4 + (1 if has_masks(src, data_cfg) else 0))
     return max(2, min(READ_AHEAD_BATCHES, READ_AHEAD_BYTES // (batch * per_example)))
 
 
 def _image_shape(b, data_cfg) -> tuple | None:
     """The declared shape of the image feature (None where it is not a TFDS feature)."""
-    key = data_cfg.tfds.image_key if data_cfg.name == "tfds" else "image"
+    key = source_of(data_cfg).image_key(data_cfg)
     try:
         node = b.info.features
         for part in key.split("/"):
@@ -293,12 +297,12 @@ def cache_size(src: Source, b, data_cfg, n: int) -> int | None:
     """Bytes of the decoded train slice of ``n`` examples if it is held in memory: the
     image feature declares a fixed side and the size is within ``cache_decoded_mb``;
     None otherwise (each epoch reads and decodes the records again)."""
-    size = stream.decoded_size(_image_shape(b, data_cfg), n, _has_masks(src, data_cfg))
+    size = stream.decoded_size(_image_shape(b, data_cfg), n, has_masks(src, data_cfg))
     limit = float(data_cfg.get("cache_decoded_mb", 0))
     return size if stream.fits(size, limit) else None
 
 
-def _upright(ex: dict) -> tf.Tensor:
+def upright_image(ex: dict) -> tf.Tensor:
     """The example's decoded image, turned upright by its EXIF ``orientation`` if any."""
     image = preprocess.decode(ex["image"])
     return preprocess.upright(image, ex["orientation"]) if "orientation" in ex else image
@@ -309,109 +313,9 @@ def _cache_decode(masks: bool):
     values are applied by the train map, once)."""
 
     def fn(ex):
-        out = {"image": _upright(ex), "label": ex["label"], "boxes": ex["boxes"]}
+        out = {"image": upright_image(ex), "label": ex["label"], "boxes": ex["boxes"]}
         if masks:
-            out["mask"] = _mask_pixels(ex["mask"])
+            out["mask"] = mask_pixels(ex["mask"])
         return out
 
     return fn
-
-
-def _eval_map(src: Source, data_cfg, size: int | None = None, original: bool = False):
-    size = int(size or data_cfg.image_size)
-    max_boxes = int(data_cfg.max_boxes)
-
-    def fn(ex):
-        mask = _decode_mask(src, ex["mask"]) if _has_masks(src, data_cfg) else None
-        image = _upright(ex)
-        img, px, keep, m = preprocess.eval_resize(image, ex["boxes"], mask, size)
-        out = preprocess.finalize(
-            img,
-            px,
-            keep,
-            m,
-            ex["label"],
-            size=size,
-            max_boxes=max_boxes,
-            normalization=data_cfg.normalization,
-        )
-        out["valid"] = tf.constant(True)
-        # ILSVRC validation image number where the source has one (eval.blacklist), else -1.
-        out["image_id"] = tf.cast(ex["image_id"], tf.int32) if "image_id" in ex else tf.constant(-1)
-        if original:  # ten-crop evaluation scores boxes at the original image size
-            hw = tf.shape(image)[:2]
-            opx = preprocess.original_boxes(ex["boxes"], hw)[:max_boxes]
-            n = tf.shape(opx)[0]
-            out["orig_hw"] = tf.cast(hw, tf.int32)
-            out["orig_bboxes"] = tf.ensure_shape(
-                tf.pad(opx, [[0, max_boxes - n], [0, 0]]), [max_boxes, 4]
-            )
-        return out
-
-    return fn
-
-
-def empty_batch(
-    batch: int, size: int, max_boxes: int, has_masks: bool, original: bool = False
-) -> dict:
-    """An all-padding batch (``valid`` all False) with the eval batch layout."""
-    out = {
-        "image": np.zeros((batch, size, size, 3), np.float32),
-        "label": np.zeros((batch,), np.int32),
-        "bboxes": np.zeros((batch, max_boxes, 4), np.int32),
-        "bbox_valid": np.zeros((batch, max_boxes), bool),
-    }
-    if has_masks:
-        out["mask"] = np.zeros((batch, size, size), np.uint8)
-    out["valid"] = np.zeros((batch,), bool)
-    out["image_id"] = np.full((batch,), -1, np.int32)
-    if original:
-        out["orig_hw"] = np.ones((batch, 2), np.int32)
-        out["orig_bboxes"] = np.zeros((batch, max_boxes, 4), np.int32)
-    return out
-
-
-def eval_iterator(
-    data_cfg,
-    split: str,
-    *,
-    global_batch_size: int,
-    process_index: int | None = None,
-    process_count: int | None = None,
-    size: int | None = None,
-    original: bool = False,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Each example of ``split`` exactly once (``valid``), in full padded batches.
-
-    Every process yields ``ceil(max_p n_p / B)`` batches, ``n_p`` its slice's size, so
-    collective steps line up across hosts. ``size``: resize side (default
-    ``data_cfg.image_size``; 256 for ten-crop testing). ``original``: add ``orig_hw
-    [B, 2]`` and ``orig_bboxes [B, max_boxes, 4]`` (pixels of the original image).
-    """
-    keep_tensorflow_on_host()
-    pi, pc = _process(process_index, process_count)
-    batch = _local_batch(global_batch_size, pc)
-    src = _source(data_cfg)
-    b = src.builder(data_cfg)
-    counts = [_count(_read(src, b, data_cfg, split, p, pc)) for p in range(pc)]
-    num_batches = math.ceil(max(counts) / batch)
-    ds = _read(src, b, data_cfg, split, pi, pc)
-    ds = ds.map(_eval_map(src, data_cfg, size, original), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch).prefetch(2).with_options(_options())
-    masks = _has_masks(src, data_cfg)
-    side = int(size or data_cfg.image_size)
-    pad = empty_batch(batch, side, int(data_cfg.max_boxes), masks, original)
-    return _padded(ds.as_numpy_iterator(), pad, num_batches)
-
-
-def _padded(batches, pad: dict, num_batches: int):
-    size = len(pad["valid"])
-    done = 0
-    for piece in batches:
-        k = len(piece["label"])
-        if k < size:
-            piece = {key: np.concatenate([piece[key], pad[key][k:]]) for key in pad}
-        yield piece
-        done += 1
-    for _ in range(num_batches - done):
-        yield {key: v.copy() for key, v in pad.items()}

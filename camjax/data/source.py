@@ -33,6 +33,8 @@ class Source:
     - ``identity(data_cfg, builder)``: what a training checkpoint records of the data
       beyond its name (``data_*`` fingerprint fields: classes, split rule, files), or
       None for data sets a name and version identify.
+    - ``image_key(data_cfg)``: the builder's image feature (``/`` for nesting), whose
+      declared shape tells whether the decoded split can be held in memory.
 
     An example may also carry ``orientation`` (int32 EXIF orientation 1..8): the pipeline
     then turns the decoded image upright (``preprocess.upright``) before anything else.
@@ -46,3 +48,4 @@ class Source:
     mask_values: Callable[[tf.Tensor], tf.Tensor] | None = None
     split_sizes: Callable[[Any], dict[str, int] | None] = lambda data_cfg: None
     identity: Callable[[Any, Any], dict | None] = lambda data_cfg, b: None
+    image_key: Callable[[Any], str] = lambda data_cfg: "image"

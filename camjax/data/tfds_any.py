@@ -166,5 +166,6 @@ SOURCE = Source(
     standardize=lambda ds, data_cfg, split: ds,  # TfdsBuilder.as_dataset did it
     decoders=dict,  # TfdsBuilder.as_dataset sets them from data_cfg
     has_masks=lambda data_cfg: bool(_tc(data_cfg).get("mask_key")),
+    image_key=lambda data_cfg: _tc(data_cfg).image_key,
     mask_values=mask_values,
 )
