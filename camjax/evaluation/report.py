@@ -99,10 +99,11 @@ def _metric_names(results: Mapping[str, Any]) -> list[str]:
 
     if "metrics" in results:
         return [str(n) for n in results["metrics"]]
+    # Older layout: every registered metric whose keys are present, by name.
     flat = [r for r in results["methods"].values() if isinstance(r, Mapping)]
     return [
         name
-        for name, spec in registry.METRICS.items()
+        for name, spec in sorted(registry.METRICS.items())
         if any(_lookup(r, name, k) is not None for r in flat for k, _ in spec.columns)
     ]
 
