@@ -118,7 +118,7 @@ def check_maps(values: jnp.ndarray, keep: jnp.ndarray) -> None:
         raise ValueError(f"maps contain NaN or inf values (range [{low}, {high}])")
     if low < 0.0 or high > 1.0:
         raise ValueError(
-            f"maps must be normalised to [0, 1] (camjax.cam.normalize), got values in "
+            f"maps must be normalised to [0, 1] (camjax.maps.normalize), got values in "
             f"[{low}, {high}]"
         )
 
