@@ -27,8 +27,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from camjax import data  # noqa: E402
+from camjax.config import load_config  # noqa: E402
 from camjax.data import shapes  # noqa: E402
-from camjax.train.config import load_config  # noqa: E402
 
 
 def _jpegs(n: int, seed: int = 0) -> list[bytes]:

@@ -126,7 +126,7 @@ def test_config_validation_does_not_import_tensorflow():
     out = _run(
         f"""
         import sys
-        from camjax.train.config import load_checked
+        from camjax.config import load_checked
         try:
             load_checked({os.path.join(ROOT, "configs", "default.py")!r},
                          {{"model.kwargs.x": 1}})

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from camjax import cli
-from camjax.train import config as config_lib
+from camjax import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,7 +98,7 @@ def test_unpacked_wheel_finds_packaged_configs_outside_a_clone(wheel, tmp_path):
     elsewhere.mkdir()
     code = (
         "import camjax, sys\n"
-        "from camjax.train.config import load_config, config_path\n"
+        "from camjax.config import load_config, config_path\n"
         "assert camjax.__file__.startswith(sys.argv[1]), camjax.__file__\n"
         "c = load_config('vgg16_gap_cub')\n"  # imports `from configs import paper_recipe`
         "d = load_config('configs/default.py')\n"  # the clone's path, resolved to the package

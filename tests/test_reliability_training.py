@@ -22,11 +22,11 @@ import test_train_fakedata as fd
 from PIL import Image
 from test_data_reliability import write_folder_with_bad_files
 
+from camjax import config as config_lib
 from camjax import train
 from camjax.checkpoints import store as ckpts
 from camjax.cli import main as cli_main
 from camjax.train import checkpoint, guard
-from camjax.train import config as config_lib
 
 DEFAULT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "default.py")
 

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import test_train_fakedata as fd
 
+from camjax import config as config_lib
 from camjax import train
 from camjax.checkpoints import load_trained
 from camjax.checkpoints import store as ckpts
 from camjax.train import checkpoint, step
-from camjax.train import config as config_lib
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -44,26 +44,19 @@ class Loaded:
         max_examples: int | None = None,
         ten_crop: bool = False,
     ) -> Iterator[dict[str, np.ndarray]]:
-        """The whole evaluation split as padded batches (``valid`` marks real examples).
+        """The whole evaluation split as padded batches (``valid`` marks real examples;
+        with ``max_examples``, only the first that many).
 
         Every process reads the whole split (``process_count=1``): the counts here are
         not summed across hosts, so a per-host shard would give silently partial numbers.
         """
         from camjax import data
 
-        seen = 0
-        for batch in data.eval_iterator(
+        batches = data.eval_iterator(
             self.config.data, split, global_batch_size=batch_size, process_index=0,
             process_count=1, **({"size": 256, "original": True} if ten_crop else {}),
-        ):  # fmt: skip
-            if max_examples is not None:
-                valid = np.asarray(batch["valid"], bool).copy()
-                keep = np.cumsum(valid) + seen <= max_examples
-                batch = {**batch, "valid": valid & keep}
-                seen += int(batch["valid"].sum())
-                if not batch["valid"].any():
-                    return
-            yield batch
+        )  # fmt: skip
+        return batches if max_examples is None else _first(batches, max_examples)
 
     def score_fn(self) -> Callable[[np.ndarray], np.ndarray]:
         """``images [B, H, W, 3] -> softmax probabilities [B, C]`` (numpy in, numpy out;
@@ -73,6 +66,22 @@ class Loaded:
         model, variables = self.model, self.variables
         probs = jax.jit(lambda x: jax.nn.softmax(model.apply(variables, x, train=False)[0]))
         return lambda images: np.asarray(probs(np.asarray(images, np.float32)))
+
+
+def _first(
+    batches: Iterable[dict[str, np.ndarray]], max_examples: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """``batches`` with only their first ``max_examples`` valid rows still valid; stops at
+    the first batch left with none."""
+    seen = 0
+    for batch in batches:
+        valid = np.asarray(batch["valid"], bool).copy()
+        keep = np.cumsum(valid) + seen <= max_examples
+        batch = {**batch, "valid": valid & keep}
+        seen += int(batch["valid"].sum())
+        if not batch["valid"].any():
+            return
+        yield batch
 
 
 def network_spec(meta: Mapping[str, Any], where: str = "checkpoint") -> NetworkSpec:

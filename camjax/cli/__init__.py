@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return demo.main(argv[1:])
     path, overrides = None, {}
     if argv[:1] in (["train"], ["evaluate"]):
-        from camjax.train.config import split_argv
+        from camjax.config import split_argv
 
         try:
             path, overrides, rest = split_argv(argv[1:])

@@ -43,7 +43,7 @@ DEMO_METRICS = (
 
 def default_config_path() -> str:
     """``configs/default.py``: the clone's, or the one installed with camjax."""
-    from camjax.train.config import config_path
+    from camjax.config import config_path
 
     return config_path("default")
 

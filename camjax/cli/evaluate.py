@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from camjax.checkpoints import saved_config
     from camjax.cli import console
     from camjax.cli.devices import split_cpu
-    from camjax.train.config import load_checked
+    from camjax.config import load_checked
 
     methods = tuple(m for m in args.methods.split(",") if m)
     unknown = sorted(set(methods) - set(choices("methods")))

@@ -129,7 +129,7 @@ def load(args: argparse.Namespace):
         return load_named(args.model), args.model
     config = None  # None: the config saved with the checkpoint, read in the same load
     if args.config:
-        from camjax.train.config import load_config
+        from camjax.config import load_config
 
         config = load_config(args.config)
     loaded = load_trained(config, args.workdir, checkpoint=args.checkpoint)

@@ -22,8 +22,8 @@ stdout, TensorBoard events to WORKDIR/tensorboard (tensorboard --logdir WORKDIR)
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``train`` subcommand's options (``--config`` and its overrides are taken off
-    the command line before, by :func:`camjax.train.config.split_argv`)."""
-    from camjax.config_files import config_names
+    the command line before, by :func:`camjax.config.split_argv`)."""
+    from camjax.config import config_names
 
     p = sub.add_parser(
         "train",
@@ -40,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     """Check the config, then :func:`camjax.train.train_and_evaluate`; the exit code."""
     from camjax.cli import console
     from camjax.cli.devices import split_cpu
-    from camjax.config_files import config_names
-    from camjax.train.config import load_checked
+    from camjax.config import config_names, load_checked
 
     if args.config is None:
         raise ValueError(

@@ -3,6 +3,7 @@
 ``train_and_evaluate(config, workdir) -> dict`` is the entry point (``train.py`` wraps it).
 """
 
+from camjax.config import check_config, load_config
 from camjax.train.checkpoint import (
     Checkpointer,
     CheckpointMismatchError,
@@ -10,7 +11,6 @@ from camjax.train.checkpoint import (
     CorruptCheckpointError,
     fingerprint,
 )
-from camjax.train.config import check_config, load_config
 from camjax.train.loop import NonFiniteLossError, build_model, train_and_evaluate
 from camjax.train.optimizer import create_optimizer, learning_rate_schedule, param_labels
 from camjax.train.state import TrainState, create_train_state, init_variables

@@ -18,9 +18,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from camjax import config as config_lib
 from camjax.checkpoints import network
 from camjax.train import checkpoint, distributed, guard, optimizer, progress, state, step
-from camjax.train import config as config_lib
 from camjax.train.evaluation import eval_batches
 from camjax.train.evaluation import evaluate, predictor
 
@@ -55,7 +55,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     Returns the final metrics: ``step``, ``train_loss``, ``train_accuracy`` (mean over the
     last log interval) and the evaluation's ``eval_*`` numbers. Config values are checked
-    (:func:`camjax.train.config.validate`) before anything is read or written.
+    (:func:`camjax.config.validate`) before anything is read or written.
     """
     from camjax import data
 
