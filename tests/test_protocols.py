@@ -32,6 +32,11 @@ def test_every_protocol_names_its_source():
         "wsol",
         "paper",
     )
+    # A metric that reads a protocol's maps says which, and the protocol exists.
+    readers = {s.name: s.protocol for s in registry.METRICS.values() if s.protocol}
+    known = {"paper_loc": "paper", "released_loc": "released", "wsol_box": "wsol"}
+    assert known.items() <= readers.items()
+    assert set(readers.values()) <= set(PROTOCOLS)
 
 
 def test_paper_cuts_at_20_percent_of_the_max_not_of_the_range():

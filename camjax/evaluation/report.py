@@ -110,10 +110,11 @@ def _metric_names(results: Mapping[str, Any]) -> list[str]:
 
 def protocol_lines(names: list[str]) -> list[str]:
     """One line per protocol the named metrics follow (name, title, source)."""
+    from camjax.metrics import registry
     from camjax.protocols import get
-    from camjax.protocols.predict import METRIC_PROTOCOL
 
-    used = list(dict.fromkeys(METRIC_PROTOCOL.get(n, "camjax") for n in names))
+    protocol = {n: s.protocol for n, s in registry.METRICS.items()}
+    used = list(dict.fromkeys(protocol.get(n) or "camjax" for n in names))
     lines = []
     for p in used:
         if p == "camjax":

@@ -69,6 +69,7 @@ register(
             ("paper_gt_known", "GT-known loc"),
         ),
         needs=frozenset({"boxes"}),
+        protocol="paper",
         description=(
             "Each top-5 class's map divided by its max (negatives clipped), pixels >= 20% "
             "kept, box of the largest 8-connected component; right when the class is "

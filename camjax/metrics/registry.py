@@ -56,6 +56,7 @@ class MetricSpec:
     columns: tuple[tuple[str, str], ...]  # (result key, column header) shown in report.md
     needs: frozenset[str] = frozenset()  # subset of NEEDS
     description: str = ""  # one sentence under the table: formula + paper
+    protocol: str | None = None  # the camjax.protocols maps it reads (None: extract's)
 
     def __post_init__(self):
         unknown = set(self.needs) - NEEDS

@@ -101,6 +101,7 @@ register(
             ("released_bbox1_gt_known", "GT-known (bbox1)"),
         ),
         needs=frozenset({"boxes"}),
+        protocol="released",
         description=(
             "Released heatmaps (bicubic resize, divided by the max, 8 bit) boxed by dt_box "
             "at levels 20/100/110; bbox1/bbox2 = its first/second box; heuristic = [top-1 "

@@ -130,6 +130,7 @@ register(
             ("wsol_iou70", "IoU 0.7"),
         ),
         needs=frozenset({"boxes"}),
+        protocol="wsol",
         description=(
             "clovaai/wsolevaluation's BoxEvaluator: INTER_CUBIC resize, min-max, uint8 cut "
             "> int(t max), RETR_TREE contours (largest by contourArea for MaxBoxAcc), boxes "

@@ -16,13 +16,14 @@ import numpy as np
 
 from camjax.protocols import get
 
-# The registered metrics that read a protocol's maps (camjax/metrics/).
-METRIC_PROTOCOL = {"paper_loc": "paper", "released_loc": "released", "wsol_box": "wsol"}
-
 
 def required(metric_names: Iterable[str]) -> tuple[str, ...]:
-    """The protocols whose maps the named metrics read, in metric order."""
-    return tuple(dict.fromkeys(METRIC_PROTOCOL[m] for m in metric_names if m in METRIC_PROTOCOL))
+    """The protocols whose maps the named metrics read (their ``MetricSpec.protocol``), in
+    metric order."""
+    from camjax.metrics import registry
+
+    specs = [registry.get(m) for m in metric_names]
+    return tuple(dict.fromkeys(s.protocol for s in specs if s.protocol))
 
 
 def protocol_outputs(
