@@ -35,6 +35,7 @@ from camjax.methods.compute import (
     split_target,
     static_items,
 )
+from camjax.methods.functions import bind
 from camjax.methods.layer import Cut
 from camjax.methods.nnx_models import is_nnx, split
 from camjax.methods.smoothing import TTA, SmoothGrad
@@ -279,6 +280,7 @@ def localize(
     if is_nnx(model):
         graph, state = split(model)
         model, variables = graph, (state if variables is None else variables)
+    model, variables = bind(model, variables)  # a two-function model's non-array leaves
     images = check_images(images)
     b = images.shape[0]
     if class_ids is None and spec.class_ids is not None:
@@ -345,14 +347,15 @@ def localize_features(
 ) -> dict[str, np.ndarray]:
     """:func:`localize` for plain CAM on a network already run: its pooled layer's
     ``features [B, h, w, K]``, the classifier's ``kernel [K, C]``, ``logits [B, C]`` and
-    ``finite [B]`` (which images have only finite pixels), ``gt_labels [B]``, the input
+    ``finite [B]`` (which images have only finite pixels), ``gt_labels [B]`` (or ``None``),
+    the input
     ``size``. The maps are computed in one program (on the arrays' devices, with no host
     callback), the boxes after it on the host: numpy outputs, as :func:`localize`'s."""
     if spec.method != "cam" or spec.eigen or spec.tta or spec.smoothgrad:
         raise ValueError(f"localize_features runs plain CAM only, got {spec}")
     out, to_box = _features_program(
         features, jnp.asarray(kernel, jnp.float32), logits, jnp.asarray(finite, bool),
-        jnp.asarray(gt_labels), size=tuple(size), spec=spec,
+        None if gt_labels is None else jnp.asarray(gt_labels), size=tuple(size), spec=spec,
     )  # fmt: skip
     out = {k: np.asarray(v) for k, v in out.items()}
     to_box = np.asarray(to_box)

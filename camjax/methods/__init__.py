@@ -2,7 +2,9 @@
 
 ``METHODS[name]`` is a :class:`~camjax.methods.registry.Method` (``.display`` is its
 report name); calling it, or :func:`compute_maps`, gives raw maps for any Linen model
-at any layer (:mod:`camjax.methods.layer`), for class ids or any target
+at any layer (:mod:`camjax.methods.layer`), any NNX model
+(:mod:`camjax.methods.nnx_models`) or any JAX model given as two functions
+(:mod:`camjax.methods.functions`), for class ids or any target
 (:mod:`camjax.methods.targets`), with optional smoothing (:mod:`camjax.methods.smoothing`).
 The import order below is the report's row order.
 """
@@ -21,7 +23,9 @@ from camjax.methods import backprop  # noqa: F401
 # isort: on
 from camjax.methods.checks import CamjaxWarning
 from camjax.methods.compute import compute_maps, output_shape
-from camjax.methods.layer import Cut, cut
+from camjax.methods.cuts import cut
+from camjax.methods.functions import Functions
+from camjax.methods.layer import Cut
 from camjax.methods.registry import METHODS, Method, get, register
 from camjax.methods.smoothing import TTA, SmoothGrad
 from camjax.methods.targets import (
@@ -39,6 +43,7 @@ __all__ = [
     "ClassLogit",
     "ClassProbability",
     "Cut",
+    "Functions",
     "Method",
     "RegionSum",
     "Similarity",

@@ -19,7 +19,9 @@ from camjax.methods import checks, programs
 from camjax.methods import smoothing as smoothing_lib
 from camjax.methods.calling import call_model, check_images
 from camjax.methods.combine import combine
-from camjax.methods.layer import Cut, cut
+from camjax.methods.cuts import cut
+from camjax.methods.functions import bind
+from camjax.methods.layer import Cut
 from camjax.methods.nnx_models import is_nnx, split
 from camjax.methods.registry import Method, get
 from camjax.methods.smoothing import TTA, SmoothGrad
@@ -42,8 +44,11 @@ def pure_model(model: Any, variables: Any, rest: tuple[Any, ...]) -> tuple[Any, 
     """``(model, variables, rest)`` in camjax's pure form. An ``nnx.Module`` is split
     (``nnx.split``) and takes no variables argument, so the positional arguments after it
     shift by one: ``f(nnx_model, images, x)`` is ``f(graph, state, images, x)``; an
-    explicit ``nnx.State`` second argument is used as the state instead."""
+    explicit ``nnx.State`` second argument is used as the state instead. A two-function
+    model's params keep their arrays; other leaves go into the model
+    (:func:`camjax.methods.functions.bind`)."""
     if not is_nnx(model):
+        model, variables = bind(model, variables)
         return model, variables, rest
     from flax import nnx
 
@@ -204,7 +209,10 @@ def compute_maps(
     ``compute_maps(method, model, variables, images, targets)`` for a Linen model;
     ``compute_maps(method, model, images, targets)`` for an ``nnx.Module`` (no variables:
     camjax splits the model; ``layer`` is then an attribute path such as
-    ``"backbone.layer4"`` or ``"blocks.11"``, see :mod:`camjax.methods.nnx_models`).
+    ``"backbone.layer4"`` or ``"blocks.11"``, see :mod:`camjax.methods.nnx_models`);
+    ``compute_maps(method, Functions(features, head), params, images, targets)`` for any
+    JAX model given as two functions (no ``layer``: the split is the layer; see
+    :mod:`camjax.methods.functions`).
 
     Args:
       method: a key of :data:`camjax.methods.METHODS`.
@@ -214,7 +222,7 @@ def compute_maps(
       targets: class ids ``[B, N]`` (each image its own; short for
         :class:`~camjax.methods.targets.ClassLogit`) or a target (``output -> [B, N]``).
       layer, classifier, reshape, apply_kwargs: where the map lives
-        (:func:`camjax.methods.layer.cut`); ``layer`` is ignored by ``backprop``.
+        (:func:`camjax.methods.cut`); ``layer`` is ignored by ``backprop``.
       eigen: eigen smoothing in the combine step.
       tta, smoothgrad: smoothing specs (:mod:`camjax.methods.smoothing`).
       options: the method's own keywords (``chunk_size`` for Score-CAM).

@@ -14,9 +14,9 @@ on that submodule's ``__call__``, so the model's code needs no hook. For a layer
 camjax's own :class:`~camjax.models.CAMNet` has the shortcut ``layer="head"`` (the map
 its global pooling reads, after the head's convs and ReLU: not a submodule's output)
 and ``"backbone"`` is an ordinary path there. The model's output may be an array or a
-tuple/dict whose logits :func:`camjax.methods.targets.logits_of` finds. A Flax NNX model
-(split into an :class:`~camjax.methods.nnx_models.NNXGraph` and its state) is cut by
-:func:`camjax.methods.nnx_models.cut_nnx` into the same :class:`Cut`.
+tuple/dict whose logits :func:`camjax.methods.targets.logits_of` finds. The other model
+kinds are cut into the same :class:`Cut` by their own modules, and
+:func:`camjax.methods.cuts.cut` picks the one for a model.
 """
 
 from __future__ import annotations
@@ -87,13 +87,17 @@ def _camnet_head_cut(model, variables, images, forward) -> Cut:
     return Cut(images, output, features, head, forward, kernel, "head", identity_bias)
 
 
-class _Call(NamedTuple):
+class LayerCall(NamedTuple):
+    """A submodule's call seen in a forward pass (for error messages and plain CAM's
+    classifier search)."""
+
     path: tuple[str, ...]
     kind: str  # the module's class name
     shape: tuple[int, ...] | None  # output shape when the output is one array
 
 
-def _describe(calls: list[_Call], rank: tuple[int, ...] = (3, 4), sep: str = "/") -> str:
+def describe_calls(calls: list[LayerCall], rank: tuple[int, ...] = (3, 4), sep: str = "/") -> str:
+    """The calls with a map- or token-shaped output, for an error naming the choices."""
     seen = [c for c in calls if c.path and c.shape is not None and len(c.shape) in rank]
     names = [f"{sep.join(str(p) for p in c.path)} {list(c.shape)}" for c in seen]
     if len(names) > 12:
@@ -118,7 +122,7 @@ def _token_geometry(shape: tuple[int, ...], reshape: Any, layer: str) -> tuple[i
     return t - h * w, h, w
 
 
-def cut(
+def cut_linen(
     model: Any,
     variables: Any,
     images: jax.Array,
@@ -128,7 +132,8 @@ def cut(
     reshape: bool | tuple[int, int] | None = None,
     apply_kwargs: Mapping[str, Any] | None = None,
 ) -> Cut:
-    """Run ``model`` once and return it cut at ``layer`` (see the module docstring).
+    """Run the Linen ``model`` once and return it cut at ``layer`` (see the module
+    docstring); :func:`camjax.methods.cut` takes any model kind.
 
     Args:
       model: any Linen module; called as ``model.apply(variables, images, **apply_kwargs)``.
@@ -144,18 +149,6 @@ def cut(
       apply_kwargs: keywords for ``apply``; default ``{"train": False}`` for a ``CAMNet``,
         none otherwise (pass e.g. ``{"train": False}`` for a model with batch norm).
     """
-    from camjax.methods.nnx_models import NNXGraph, cut_nnx
-
-    if isinstance(model, NNXGraph):
-        return cut_nnx(
-            model,
-            variables,
-            images,
-            layer,
-            classifier=classifier,
-            reshape=reshape,
-            apply_kwargs=apply_kwargs,
-        )
     if apply_kwargs is None:
         apply_kwargs = {"train": False} if isinstance(model, CAMNet) else {}
     forward = _apply_fn(model, variables, apply_kwargs)
@@ -173,14 +166,15 @@ def cut(
         return _camnet_head_cut(model, variables, images, forward)
     path = parse_path(layer)
 
-    calls: list[_Call] = []
+    calls: list[LayerCall] = []
     captured: list[Any] = []
 
     def record(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
         if context.method_name == "__call__":
             shape = tuple(out.shape) if isinstance(out, jax.Array) else None
-            calls.append(_Call(tuple(context.module.path), type(context.module).__name__, shape))
+            module = context.module
+            calls.append(LayerCall(tuple(module.path), type(module).__name__, shape))
             if tuple(context.module.path) == path:
                 captured.append(out)
         return out
@@ -190,7 +184,7 @@ def cut(
     if not captured:
         raise ValueError(
             f"layer {layer!r} is not a submodule called in the forward pass; submodules "
-            f"with a [B, h, w, K] or [B, T, K] output: {_describe(calls)}"
+            f"with a [B, h, w, K] or [B, T, K] output: {describe_calls(calls)}"
         )
     if len(captured) > 1:
         raise ValueError(
@@ -264,7 +258,7 @@ def as_map(raw: Any, batch: int, layer: str, reshape: Any):
     return features.astype(jnp.float32), restore
 
 
-def pick_classifier(after: list[_Call], name: Any, layer: str, dense_kind: str, sep: str):
+def pick_classifier(after: list[LayerCall], name: Any, layer: str, dense_kind: str, sep: str):
     """The path of the dense layer plain CAM reads: ``name`` parsed, or the last module of
     kind ``dense_kind`` called after the layer."""
     if name is not None:
@@ -291,7 +285,7 @@ def check_kernel(kernel: Any, path: str, layer: str, k: int) -> None:
         )
 
 
-def _dense_params(variables, after: list[_Call], name: str | None, layer: str, k: int):
+def _dense_params(variables, after: list[LayerCall], name: str | None, layer: str, k: int):
     path = pick_classifier(after, name, layer, "Dense", "/") or parse_path(name)
     node = variables.get("params", {}) if isinstance(variables, Mapping) else {}
     for part in path:
@@ -303,4 +297,13 @@ def _dense_params(variables, after: list[_Call], name: str | None, layer: str, k
     return node
 
 
-__all__ = ["Cut", "as_map", "check_kernel", "cut", "parse_path", "pick_classifier"]
+__all__ = [
+    "Cut",
+    "LayerCall",
+    "as_map",
+    "check_kernel",
+    "cut_linen",
+    "describe_calls",
+    "parse_path",
+    "pick_classifier",
+]

@@ -26,7 +26,14 @@ import jax
 import jax.numpy as jnp
 
 from camjax.methods.calling import explain
-from camjax.methods.layer import Cut, _Call, _describe, as_map, check_kernel, pick_classifier
+from camjax.methods.layer import (
+    Cut,
+    LayerCall,
+    as_map,
+    check_kernel,
+    describe_calls,
+    pick_classifier,
+)
 
 Path = tuple[str | int, ...]
 
@@ -182,7 +189,7 @@ def cut_nnx(
     reshape: Any = None,
     apply_kwargs: Mapping[str, Any] | None = None,
 ) -> Cut:
-    """:func:`camjax.methods.layer.cut` for an NNX model (see the module docstring)."""
+    """:func:`camjax.methods.cut` for an NNX model (see the module docstring)."""
     kw = dict(apply_kwargs or {})
     if layer is None:
         raise ValueError(
@@ -195,7 +202,7 @@ def cut_nnx(
     def forward(x: jax.Array) -> Any:
         return _call(merged(graph, state), x, kw)
 
-    calls: list[_Call] = []
+    calls: list[LayerCall] = []
     captured: list[Any] = []
     m = merged(graph, state)
     mods = _modules(m)
@@ -204,7 +211,7 @@ def cut_nnx(
         def record(inner, args, kwargs, p=p):
             out = inner(*args, **kwargs)
             shape = tuple(out.shape) if isinstance(out, jax.Array) else None
-            calls.append(_Call(p, type(inner).__name__, shape))
+            calls.append(LayerCall(p, type(inner).__name__, shape))
             if p == path:
                 captured.append(out)
             return out
@@ -216,7 +223,7 @@ def cut_nnx(
         why = "is not called in the forward pass" if path in known else "is not a submodule"
         raise ValueError(
             f"layer {layer!r} {why}; submodules with a [B, h, w, K] or [B, T, K] output: "
-            f"{_describe(calls, sep='.')}"
+            f"{describe_calls(calls, sep='.')}"
         )
     if len(captured) > 1:
         raise ValueError(
