@@ -1,4 +1,4 @@
-"""Every metric, one file each: its pure functions, its streaming evaluator, its registration.
+"""The metrics, each in one file with its pure functions, its evaluator and its registration.
 
 A metric file holds the jittable per-batch function (e.g. :func:`box_hits`), the
 evaluator that adds those counts up (``update`` per batch, ``result()`` at the end,
@@ -9,7 +9,9 @@ table), :mod:`~camjax.metrics.counter`, :mod:`~camjax.metrics.inputs` (what a me
 reads and its checks), :mod:`~camjax.metrics.overlap` (IoU) and
 :mod:`~camjax.metrics.perturbation` (what the faithfulness metrics share).
 
-Add a metric: a file here that calls :func:`register`, and its import line below.
+A file registers every name it computes (``max_box_acc.py``: MaxBoxAcc and MaxBoxAccV2,
+one evaluator; ``loc_error.py``: the localization errors and GT-known). Add a metric: a
+file here that calls :func:`register`, and its import line below.
 """
 
 # Each metric file registers what it defines when imported.

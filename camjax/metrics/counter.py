@@ -3,7 +3,9 @@
 A pixel count over a large evaluation set passes 2**31 (50,000 images of 224 x 224 are
 2.5e9 pixels) and float32 stops counting exactly at 2**24, while 64-bit integers need
 ``jax_enable_x64``. So a count is ``high * 2**20 + low`` with ``0 <= low < 2**20``: each
-addition of a batch count below ``2**31 - 2**20`` carries into ``high`` exactly.
+addition of a batch count below ``2**31 - 2**20`` carries into ``high`` exactly. An
+on-device evaluator's state is a dict of such counts (:data:`State`); two evaluators'
+states add with :func:`merge_states`.
 """
 
 from __future__ import annotations
