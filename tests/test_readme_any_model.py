@@ -1,5 +1,5 @@
-"""The README's "Your own model" section and its "Flax NNX" subsection run as written and
-print what they say."""
+"""The README's "Your own model" section, its "Flax NNX" subsection and the "Any JAX
+model" section run as written and print what they say."""
 
 import contextlib
 import io
@@ -11,7 +11,11 @@ import pytest
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 # (heading, the part up to the next heading at this level or above)
-SNIPPETS = [("## Your own model", r"^## "), ("### Flax NNX", r"^##")]
+SNIPPETS = [
+    ("## Your own model", r"^## "),
+    ("### Flax NNX", r"^##"),
+    ("## Any JAX model", r"^## "),
+]
 
 
 @pytest.mark.parametrize("heading, end", SNIPPETS)
