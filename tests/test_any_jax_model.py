@@ -394,3 +394,41 @@ def test_keras_model_through_stateless_call(keras_net, images):
     named = compute_maps("cam", fns, params, images, IDS, classifier=lambda p: tuple(p["head"][0]))
     np.testing.assert_allclose(named, cams, atol=1e-5)
     np.testing.assert_allclose(kernel, head.layers[-1].kernel.value)
+
+
+def test_faithfulness_metrics_equal_the_flax_network(flax_net, images):
+    # The one evaluation loop with the two-function model's maps and probabilities.
+    from camjax.evaluation.runner import evaluate_stream
+
+    model, v = flax_net
+    p = v["params"]
+    batch = {"image": np.asarray(images), "label": np.array([4, 1, 2]), "valid": np.ones(3, bool)}
+
+    def evaluate(forward, predict):
+        probs = jax.jit(lambda x: jax.nn.softmax(forward(x)))
+        results, _ = evaluate_stream(
+            [batch],
+            predict,
+            methods=("cam", "gradcam"),
+            metrics=("insertion_deletion", "average_drop"),
+            include_centre=False,
+            score_fn=lambda x: np.asarray(probs(x)),
+            options={"faithfulness_steps": 4},
+        )
+        return results["methods"]
+
+    want = evaluate(
+        lambda x: model.apply(v, x),
+        lambda m, b: camjax.extract(model, v, b["image"], method=m, gt_labels=b["label"],
+                                    layer="block2"),
+    )  # fmt: skip
+    got = evaluate(
+        lambda x: JAX_CNN.apply(p, x),
+        lambda m, b: camjax.extract(JAX_CNN, p, b["image"], method=m, gt_labels=b["label"]),
+    )
+    flat_want, tree = jax.tree.flatten(want)
+    flat_got, tree_got = jax.tree.flatten(got)
+    assert tree_got == tree and len(flat_want) >= 4
+    assert len({round(float(x), 6) for x in flat_want}) > 1  # not all one value
+    for g, w in zip(flat_got, flat_want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
