@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from camjax.models.head import CAMHead, CAMNet, ModuleDef
+from camjax.models.head import CAMHead, CAMNet, ModuleDef, batch_norm
 
 BN_EPSILON = 1e-3  # the TF EfficientNet-Lite reference
 
@@ -120,14 +120,7 @@ class EfficientNetLiteBackbone(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype)
-        norm = functools.partial(
-            self.norm,
-            use_running_average=not train,
-            momentum=self.bn_momentum,
-            epsilon=BN_EPSILON,
-            axis_name=self.bn_axis_name,
-            dtype=self.dtype,
-        )
+        norm = batch_norm(self, train, BN_EPSILON)
         x = x.astype(self.dtype)
         x = conv(self.stem_features, (3, 3), strides=2, padding="SAME", name="_conv_stem")(x)
         x = nn.relu6(norm(name="_bn0")(x))

@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from camjax.files.images import IMAGENET_MEAN, IMAGENET_STD
-from camjax.models.head import CAMHead, CAMNet, ModuleDef
+from camjax.models.head import CAMHead, CAMNet, ModuleDef, batch_norm
 
 # Inception blocks up to 4e: (name, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj),
 # from Szegedy et al. (2015), Table 1; "M" marks the ceil-mode 3x3/2 max-pool (maxpool3).
@@ -129,14 +129,7 @@ class GoogLeNetBackbone(nn.Module):
         block = functools.partial(
             BasicConv2d,
             conv=functools.partial(self.conv, use_bias=False, dtype=self.dtype),
-            norm=functools.partial(
-                self.norm,
-                use_running_average=not train,
-                momentum=self.bn_momentum,
-                epsilon=1e-3,
-                axis_name=self.bn_axis_name,
-                dtype=self.dtype,
-            ),
+            norm=batch_norm(self, train, 1e-3),
         )
         x = block(64, kernel=7, stride=2, padding=3, name="conv1")(x)
         x = max_pool_ceil(x, 3, 2)

@@ -8,6 +8,7 @@ backbone before GAP; AlexNet*-GAP adds two such layers; GoogLeNet-GMP pools with
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,20 @@ import jax.numpy as jnp
 # A layer constructor passed as a module field (``conv: ModuleDef = nn.Conv``), so that a
 # user can swap in their own convolution or normalisation without touching the network.
 ModuleDef = Any
+
+
+def batch_norm(module: nn.Module, train: bool, epsilon: float) -> ModuleDef:
+    """``module.norm`` set up from the backbone's BatchNorm fields (``bn_momentum``,
+    ``bn_axis_name``, ``dtype``): running statistics in eval mode, batch ones in training."""
+    return functools.partial(
+        module.norm,
+        use_running_average=not train,
+        momentum=module.bn_momentum,
+        epsilon=epsilon,
+        axis_name=module.bn_axis_name,
+        dtype=module.dtype,
+    )
+
 
 POOLS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     "avg": lambda f: jnp.mean(f, axis=(1, 2)),

@@ -21,7 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.head import CAMHead, CAMNet, ModuleDef
+from camjax.models.head import CAMHead, CAMNet, ModuleDef, batch_norm
 
 BN_EPSILON = 1e-5  # torchvision
 
@@ -77,14 +77,7 @@ class ResNet50Backbone(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         conv = functools.partial(self.conv, use_bias=False, dtype=self.dtype)
-        norm = functools.partial(
-            self.norm,
-            use_running_average=not train,
-            momentum=self.bn_momentum,
-            epsilon=BN_EPSILON,
-            axis_name=self.bn_axis_name,
-            dtype=self.dtype,
-        )
+        norm = batch_norm(self, train, BN_EPSILON)
         x = x.astype(self.dtype)
         x = conv(64, (7, 7), (2, 2), padding=3, name="conv1")(x)
         x = nn.relu(norm(name="bn1")(x))

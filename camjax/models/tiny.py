@@ -21,7 +21,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from camjax.models.head import CAMHead, CAMNet, ModuleDef
+from camjax.models.head import CAMHead, CAMNet, ModuleDef, batch_norm
 
 
 class TinyBackbone(nn.Module):
@@ -41,14 +41,7 @@ class TinyBackbone(nn.Module):
         conv = functools.partial(
             self.conv, padding=1, use_bias=not self.batch_norm, dtype=self.dtype
         )
-        norm = functools.partial(
-            self.norm,
-            use_running_average=not train,
-            momentum=self.bn_momentum,
-            epsilon=1e-5,
-            axis_name=self.bn_axis_name,
-            dtype=self.dtype,
-        )
+        norm = batch_norm(self, train, 1e-5)
         x = x.astype(self.dtype)
         for i, width in enumerate(self.widths):
             if i > 0:
