@@ -5,6 +5,9 @@ must happen before JAX is imported anywhere.
 """
 
 import os
+import sys
+
+import pytest
 
 # LLVM's optimisation level 0 for the compiled programs: the suite is dominated by compile
 # time (a one-op program takes ~1.5 s to compile at the default level on these CPUs, ~0.3 s
@@ -29,3 +32,16 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="camjax-test-jax-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+    """``camjax.data`` replaced by the in-memory data set of ``test_train_fakedata`` (no
+    TensorFlow), for the training-loop tests."""
+    import test_train_fakedata as fd
+
+    import camjax
+
+    monkeypatch.setitem(sys.modules, "camjax.data", fd)
+    monkeypatch.setattr(camjax, "data", fd, raising=False)
+    return fd

@@ -13,7 +13,6 @@
 import json
 import os
 import shutil
-import sys
 
 import jax
 import numpy as np
@@ -111,15 +110,6 @@ def test_the_fingerprint_knows_the_data_and_bad_files_are_skipped(tmp_path, caps
     capsys.readouterr()
     assert train.train_and_evaluate(_folder_config(other, 4), wd)["step"] == 4
     assert "predates data fingerprints" in capsys.readouterr().err
-
-
-@pytest.fixture
-def fake_data(monkeypatch):
-    import camjax
-
-    monkeypatch.setitem(sys.modules, "camjax.data", fd)
-    monkeypatch.setattr(camjax, "data", fd, raising=False)
-    return fd
 
 
 def _fresh_norm(config):

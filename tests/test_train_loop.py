@@ -40,15 +40,6 @@ train_and_evaluate(fd.config(8), sys.argv[1])
 """
 
 
-@pytest.fixture
-def fake_data(monkeypatch):
-    import camjax
-
-    monkeypatch.setitem(sys.modules, "camjax.data", fd)
-    monkeypatch.setattr(camjax, "data", fd, raising=False)
-    return fd
-
-
 def _restore(workdir, config, at=None):
     model = train.build_model(config, fd.NUM_CLASSES)
     tx = train.create_optimizer(config.optimizer, config.train.num_steps)

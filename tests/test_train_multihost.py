@@ -38,14 +38,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def fake_data(monkeypatch):
-    import camjax
-
-    monkeypatch.setitem(sys.modules, "camjax.data", fd)
-    monkeypatch.setattr(camjax, "data", fd, raising=False)
-
-
 # ~90 s on 2 shared cores (three JAX start-ups and compiles); shard_map passes the same
 # test (run with parallel="shard_map"), kept to one runner for the suite's time budget.
 @pytest.mark.slow

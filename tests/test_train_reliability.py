@@ -21,15 +21,6 @@ from camjax.checkpoints import store as ckpts
 from camjax.train import checkpoint, step
 
 
-@pytest.fixture
-def fake_data(monkeypatch):
-    import camjax
-
-    monkeypatch.setitem(sys.modules, "camjax.data", fd)
-    monkeypatch.setattr(camjax, "data", fd, raising=False)
-    return fd
-
-
 def _fresh(config):
     model = train.build_model(config, fd.NUM_CLASSES)
     tx = train.create_optimizer(config.optimizer, config.train.num_steps)
