@@ -41,13 +41,6 @@ DEMO_METRICS = (
 )
 
 
-def default_config_path() -> str:
-    """``configs/default.py``: the clone's, or the one installed with camjax."""
-    from camjax.config import config_path
-
-    return config_path("default")
-
-
 def foolbox_photos() -> list[str]:
     """The ImageNet photos in the installed ``foolbox`` wheel (label in the file name).
 
@@ -125,13 +118,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.load_tensorflow(args.verbose)  # before the imports below load it unfiltered
 
     from camjax.checkpoints import cpu_tuned, load_named
+    from camjax.config import load_config
     from camjax.evaluation import evaluate
     from camjax.extract import RunOptions, extract_to
-    from camjax.train import load_config, train_and_evaluate
+    from camjax.train import train_and_evaluate
 
     t0 = time.perf_counter()
     workdir = os.path.abspath(args.workdir)
-    config = load_config(args.config or default_config_path(), _overrides(args.set))
+    # configs/default.py: the clone's, or the one installed with camjax.
+    config = load_config(args.config or "default", _overrides(args.set))
     if args.steps is not None:
         config.train.num_steps = args.steps
     if "eval.metrics" not in _overrides(args.set):

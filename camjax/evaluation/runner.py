@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from camjax.metrics import registry
 from camjax.evaluation.centre import centre_prediction
+from camjax.metrics import registry
 
 Predict = Callable[[str, Mapping[str, np.ndarray]], Mapping[str, Any]]
 
@@ -221,12 +221,12 @@ def evaluate(
     import jax
 
     from camjax import data
+    from camjax.checkpoints import load_trained
     from camjax.evaluation.figures import write_figures
     from camjax.evaluation.predictor import predictor
-    from camjax.checkpoints import load_trained
     from camjax.evaluation.report import format_markdown, write_report
-    from camjax.metrics import default_cam_thresholds
     from camjax.methods import METHODS
+    from camjax.metrics import default_cam_thresholds
 
     workdir = os.path.abspath(workdir)
     unknown = [m for m in methods if m not in METHODS]
@@ -235,19 +235,21 @@ def evaluate(
     loaded = load_trained(config, workdir, checkpoint=checkpoint)
     config = loaded.config
     metric_names = registry.check_names(config.eval.get("metrics", DEFAULT_METRICS))
-    info = data.info(config.data)
     bs = int(batch_size or config.eval.batch_size)
     # Ten-crop testing (protocols.ten_crop): the 256-side resize with original sizes/boxes.
     ten_crop = bool(config.eval.get("ten_crop", False))
-    batches = loaded.eval_batches(split, bs, max_examples=max_examples, ten_crop=ten_crop)
     from camjax.protocols.predict import required
 
+    # The network's side first, then the data's: config goes down the layers once.
     predict = predictor(
         loaded,
         top_k=min(5, len(loaded.class_names)),
         protocols=required(metric_names),
         ten_crop=ten_crop,
     )
+    score_fn = loaded.score_fn()
+    batches = loaded.eval_batches(split, bs, max_examples=max_examples, ten_crop=ten_crop)
+    info = data.info(config.data)
     results, samples = evaluate_stream(
         batches,
         predict,
@@ -256,7 +258,7 @@ def evaluate(
         has_masks=bool(info.has_masks),
         cam_thresholds=default_cam_thresholds(1.0 / int(config.eval.cam_threshold_steps)),
         options=config.eval.to_dict(),
-        score_fn=loaded.score_fn(),
+        score_fn=score_fn,
         progress=_printer(info.num_examples.get(split), verbose),
     )
     results.update(
@@ -274,7 +276,8 @@ def evaluate(
         results["figures"] = write_figures(workdir, results, samples, loaded.class_names)
     # Each evaluation keeps its own copy (never overwritten); the workdir's report.* is
     # the latest one.
-    kept = _unique_dir(os.path.join(workdir, "reports", f"{split}-{_step_name(loaded)}"))
+    step = _step_name(loaded.checkpoint_name)
+    kept = _unique_dir(os.path.join(workdir, "reports", f"{split}-{step}"))
     write_report(results, kept)
     write_report(results, workdir)
     if verbose:
@@ -283,8 +286,8 @@ def evaluate(
     return results
 
 
-def _step_name(loaded: Any) -> str:
-    tail = str(loaded.checkpoint_name).rsplit(" ", 1)[-1]
+def _step_name(checkpoint_name: str) -> str:
+    tail = str(checkpoint_name).rsplit(" ", 1)[-1]
     return f"step{tail}" if tail.isdigit() else "model"
 
 
