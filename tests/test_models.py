@@ -162,6 +162,14 @@ def test_backbone_protocol_is_checked(monkeypatch):
     assert isinstance(models.create("forwarding", 3, dtype=jnp.bfloat16), models.CAMNet)
 
 
+def test_every_registered_backbone_is_in_the_readme_table():
+    import pathlib
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in models.REGISTRY:
+        assert f"| `{name}` |" in readme, f"README's model table has no row for {name!r}"
+
+
 def test_sync_batch_norm_reaches_only_models_that_take_it():
     from camjax.train import loop
     from configs import default
