@@ -65,11 +65,11 @@ def child(mode: str, folder: str, model: str, extra: str) -> dict:
 
     t0 = time.perf_counter()
     if mode == "extract":
-        from camjax.bulk import extract_to
+        from camjax.extract import RunOptions, extract_to
 
         out = tempfile.mkdtemp()
-        s = extract_to(_loaded(model), [folder], out, batch_size=32, progress=False,
-                       overlays=1 if extra == "overlays" else 0)  # fmt: skip
+        options = RunOptions(batch_size=32, progress=False, overlays=int(extra == "overlays"))
+        s = extract_to(_loaded(model), [folder], out, options=options)
         n = s["num_images"]
     elif mode == "stall":  # a model that never keeps up: 1 s per batch, 3 batches read
         from camjax.data.folder import folder_iterator
@@ -80,12 +80,12 @@ def child(mode: str, folder: str, model: str, extra: str) -> dict:
             n += int(next(it)["valid"].sum())
             time.sleep(1.0)
     else:  # large: one 12000 x 12000 PNG, refused at the default limit or decoded above it
-        from camjax.bulk import extract_to
+        from camjax.extract import RunOptions, extract_to
 
         out = tempfile.mkdtemp()
-        s = extract_to(_loaded(model), [folder], out, progress=False,
-                       max_pixels=int(float(extra.split(",")[0]) * 1e6),
-                       overlays=1 if "overlays" in extra else 0)  # fmt: skip
+        options = RunOptions(progress=False, max_pixels=int(float(extra.split(",")[0]) * 1e6),
+                             overlays=int("overlays" in extra))  # fmt: skip
+        s = extract_to(_loaded(model), [folder], out, options=options)
         n = s["num_images"]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"images": n, "peak_rss_mb": round(rss), "seconds": round(time.perf_counter() - t0)}

@@ -121,14 +121,6 @@ class LocalizeSpec:
         return dataclasses.replace(self, **changes)
 
 
-def map_boxes(maps: jax.Array, threshold: float) -> jax.Array:
-    """One box per map, ``int32 [..., 4]`` inclusive ``(x0, y0, x1, y1)``: the box of the
-    largest 8-connected component of ``map >= threshold * max(map)``
-    (:func:`camjax.boxes.largest_component_box`, backend chosen by platform). A map that
-    keeps no pixel (e.g. an all-zero normalised map) gets ``(0, 0, 0, 0)``."""
-    return largest_component_box(maps, threshold)
-
-
 def input_maps(maps: jax.Array, size: tuple[int, int], spec: LocalizeSpec) -> jax.Array:
     """Maps resized to the input ``size`` and scaled to [0, 1] as ``spec`` says: the maps
     the boxes are found on."""
@@ -136,7 +128,7 @@ def input_maps(maps: jax.Array, size: tuple[int, int], spec: LocalizeSpec) -> ja
 
 
 def box_masks(maps: jax.Array, spec: LocalizeSpec) -> jax.Array:
-    """The pixels :func:`map_boxes` keeps (``map >= threshold * max``), ``bool [..., H, W]``;
+    """The pixels :func:`add_boxes` keeps (``map >= threshold * max``), ``bool [..., H, W]``;
     :func:`camjax.boxes.largest_box_np` boxes them on the host."""
     vals, cuts = kept_values_and_cuts(maps, jnp.asarray([spec.threshold], jnp.float32))
     return vals >= cuts[..., None]
@@ -225,9 +217,12 @@ def _outputs(m, c: Cut, size, gt_labels, class_ids, target, spec: LocalizeSpec, 
 
 def add_boxes(out: dict[str, Any], to_box: Any, num_boxes: int, threshold: float) -> dict:
     """``out`` with ``boxes`` (of the first ``num_boxes`` maps of ``to_box``) and, when
-    ``out`` has ``gt_maps``, ``gt_boxes`` (of the rest); jitted or on host arrays."""
+    ``out`` has ``gt_maps``, ``gt_boxes`` (of the rest); jitted or on host arrays. A box is
+    ``int32 (x0, y0, x1, y1)``, inclusive, of the largest 8-connected component of
+    ``map >= threshold * max(map)`` (:func:`camjax.boxes.largest_component_box`); a map
+    that keeps no pixel (e.g. an all-zero normalised map) gets ``(0, 0, 0, 0)``."""
     boxes = (
-        map_boxes(to_box, threshold)
+        largest_component_box(to_box, threshold)
         if to_box.shape[1]
         else jnp.zeros(to_box.shape[:2] + (4,), jnp.int32)
     )
@@ -373,5 +368,4 @@ __all__ = [
     "input_maps",
     "localize",
     "localize_features",
-    "map_boxes",
 ]

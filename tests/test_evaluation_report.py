@@ -196,8 +196,8 @@ def _merge_into(dst: dict, src: dict) -> None:
 def test_every_registered_metric_and_method_reaches_the_report():
     # Fails when a registered metric's columns (or a method of camjax.methods.METHODS)
     # that an evaluation asked for are missing from report.md: the report is generic.
-    from camjax.metrics import registry
     from camjax.methods import METHODS
+    from camjax.metrics import registry
 
     names = sorted(registry.METRICS)
     methods = sorted(METHODS) + ["centre"]

@@ -8,9 +8,9 @@ from scipy import ndimage
 
 import camjax
 from camjax.maps import normalize, upsample
+from camjax.methods import METHODS
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.tiny import TinyBackbone
-from camjax.methods import METHODS
 
 SIZE, C = 16, 6
 
@@ -209,3 +209,33 @@ def test_bad_arguments(net, images):
             k: v[k] for k in v if k != "params"}}, images, 2)  # fmt: skip
     with pytest.raises(ValueError, match="variables do not fit this model"):
         camjax.extract(model, {"params": {}}, images, 2)
+
+
+def test_localize_spec_is_checked_hashable_and_what_extract_runs(net, images):
+    from camjax.localize import LocalizeSpec, localize, localize_features
+
+    model, v = net
+    spec = LocalizeSpec(top_k=2, class_ids=(4, 1), threshold=0.5, apply_kwargs={"train": False})
+    same = LocalizeSpec(top_k=2, class_ids=[4, 1], threshold=0.5, apply_kwargs={"train": False})
+    assert spec == same and hash(spec) == hash(same)  # one compiled program for both
+    out = localize(model, v, images, spec, gt_labels=jnp.array([0, 1, 2]))
+    ref = camjax.extract(model, v, images, class_ids=[4, 1], threshold=0.5, gt_labels=[0, 1, 2])
+    assert set(out) == set(ref)
+    for key in ref:
+        np.testing.assert_array_equal(out[key], ref[key])
+    assert np.all(np.asarray(out["class_ids"]) == [4, 1])
+    # Plain CAM from the features the network already computed: the same outputs.
+    logits, features = model.apply(v, images, train=False)
+    kernel = v["params"]["head"]["classifier"]["kernel"]
+    feat = localize_features(features, kernel, logits, np.ones(3, bool), np.array([0, 1, 2]),
+                             (SIZE, SIZE), LocalizeSpec(top_k=2, threshold=0.5))  # fmt: skip
+    top = camjax.extract(model, v, images, 2, threshold=0.5, gt_labels=[0, 1, 2])
+    np.testing.assert_array_equal(feat["class_ids"], top["class_ids"])
+    np.testing.assert_allclose(feat["maps"], top["maps"], atol=1e-6)
+    np.testing.assert_array_equal(feat["boxes"], top["boxes"])
+    np.testing.assert_array_equal(feat["gt_boxes"], top["gt_boxes"])
+    for bad, field in ((dict(upsample_method="nearest"), "upsample_method"),
+                       (dict(num_boxes=-1), "num_boxes"), (dict(class_ids=()), "class_ids"),
+                       (dict(map_resolution="native"), "map_resolution")):  # fmt: skip
+        with pytest.raises(ValueError, match=field):
+            LocalizeSpec(**bad)

@@ -18,7 +18,7 @@ import pytest
 from numpy_variables import normal, variables
 
 import camjax
-from camjax.cam import normalize, upsample
+from camjax.maps import normalize, upsample
 from camjax.methods import compute_maps, programs
 
 SIZE = 16

@@ -19,7 +19,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from camjax.localize import LocalizeSpec
+from camjax.boxes import largest_box_np
+from camjax.localize import LocalizeSpec, box_masks, input_maps, localize
 
 
 def init_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -70,9 +71,6 @@ _STEPS: dict = {}
 
 
 def _build(model, variables, devices, spec, maps):
-    from camjax.boxes import largest_box_np
-    from camjax.localize import box_masks, input_maps, localize
-
     mesh = Mesh(np.asarray(devices), ("data",))
     on_device = spec.replace(map_resolution="feature", num_boxes=0)
 
