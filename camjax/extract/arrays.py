@@ -70,7 +70,7 @@ def extract(
         what a store of many maps wants. Boxes are computed on the input-size maps
         either way, so they are the same for both.
       layer, classifier, reshape, apply_kwargs: where the map lives, for any Linen model
-        (:func:`camjax.methods.layer.cut`); ``layer`` defaults to ``"head"`` for a CAMNet.
+        (:func:`camjax.methods.cut`); ``layer`` defaults to ``"head"`` for a CAMNet.
       class_ids: ``[B, N]`` (or ``[N]`` for every image) ints: maps of these classes
         instead of the top-k; ``class_ids``/``probs`` in the output are then these.
       target: a target (:mod:`camjax.methods.targets`, ``output -> scores [B, N]``):
