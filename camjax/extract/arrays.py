@@ -50,7 +50,9 @@ def extract(
       model: any Linen classifier, called as ``model.apply(variables, images,
         **apply_kwargs)``, or an ``nnx.Module`` (then no ``variables``:
         ``extract(model, images, top_k, ...)``; ``layer`` is an attribute path, see
-        :mod:`camjax.methods.nnx_models`); its output is the logits ``[B, C]`` or holds
+        :mod:`camjax.methods.nnx_models`), or any JAX model as two functions,
+        :class:`camjax.methods.Functions` (then ``variables`` are its params, and no
+        ``layer``); its output is the logits ``[B, C]`` or holds
         them (:func:`camjax.methods.targets.logits_of`). A camjax ``CAMNet`` needs no
         ``layer``. The model is closed over, not hashed: any field types work, and
         repeated calls reuse one compiled program (:mod:`camjax.methods.programs`).
