@@ -6,7 +6,8 @@ threshold + contours + bounding boxes and a numpy IoU (MaxBoxAccV2), or a numpy 
 of the map's values at fg and bg pixels (PxAP). This script runs that loop (written here
 from the published formulas, outer contours only, inclusive boxes, the benchmark's uint8
 rule = camjax ``mode="wsol"``) and camjax's batched ``update`` on the same maps, checks
-that both give the same MaxBoxAccV2 curves and PxAP, and prints maps/s.
+that both give the same MaxBoxAccV2 curves and PxAP, and prints maps/s: both sides in
+interleaved rounds, wall and CPU-time speed-ups, and a load check (bench/fair.py).
 
 Run: ``python bench/evaluators_throughput.py [--batch 64] [--batches 2]``.
 """
@@ -14,7 +15,8 @@ Run: ``python bench/evaluators_throughput.py [--batch 64] [--batches 2]``.
 from __future__ import annotations
 
 import argparse
-import time
+import os
+import sys
 
 import cv2
 import jax
@@ -22,6 +24,9 @@ import numpy as np
 
 from camjax import metrics
 from camjax.metrics import BoxEvaluator, MaskEvaluator
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fair  # noqa: E402
 
 
 def blob_maps(batch: int, size: int, seed: int) -> np.ndarray:
@@ -79,65 +84,74 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved timed rounds")
     args = parser.parse_args()
     n = args.batch * args.batches
     data = [
         (blob_maps(args.batch, args.size, s), random_gt(args.batch, args.size, s + 100))
         for s in range(args.batches)
     ]
-    print(f"device: {jax.devices()[0].platform}, {n} maps of {args.size}x{args.size}\n")
-    print("| metric | thresholds | camjax maps/s | host loop maps/s | speed-up | same result |")
-    print("|---|---|---|---|---|---|")
+    check = fair.LoadCheck().start()
+    print(f"device: {jax.devices()[0].platform}, {n} maps of {args.size}x{args.size}, "
+          f"{args.rounds} interleaved rounds (median)\n")  # fmt: skip
+    print("| metric | thresholds | camjax maps/s | host loop maps/s | speed-up (wall) | "
+          "speed-up (CPU time) | same result |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     deltas = (0.3, 0.5, 0.7)
     for steps in (100, 1000):
         grid = metrics.default_cam_thresholds(1.0 / steps)
         # MaxBoxAccV2 ------------------------------------------------------------------
         ev = BoxEvaluator(grid, deltas, mode="wsol", max_components=64)
-        ev.update(*data[0])  # compile
-        ev.reset()
-        start = time.perf_counter()
-        for maps, gt in data:
-            ev.update(maps, gt)
-        jax.block_until_ready(ev.state)
-        t_jax = time.perf_counter() - start
         hits = np.zeros((len(deltas), len(grid)))
-        start = time.perf_counter()
-        for maps, gt in data:
-            for m, g in zip(maps, gt, strict=True):
-                hits += host_box_hits(m, g, grid, deltas)
-        t_host = time.perf_counter() - start
+
+        def box_jax(ev=ev):
+            ev.reset()
+            for maps, gt in data:
+                ev.update(maps, gt)
+            jax.block_until_ready(ev.state)
+
+        def box_host(hits=hits, grid=grid):
+            hits[:] = 0
+            for maps, gt in data:
+                for m, g in zip(maps, gt, strict=True):
+                    hits += host_box_hits(m, g, grid, deltas)
+
+        times = fair.interleave({"camjax": box_jax, "host": box_host}, args.rounds)
         curves = ev.result()["curve_per_iou"]
         same = all(
             np.allclose(curves[k], 100 * hits[i] / n) for i, k in enumerate(("30", "50", "70"))
         )
-        print(
-            f"| MaxBoxAccV2 | {steps} | {n / t_jax:.0f} | {n / t_host:.0f} | "
-            f"{t_host / t_jax:.1f}x | {same} |"
-        )
+        _row("MaxBoxAccV2", steps, n, times, same)
         # PxAP ---------------------------------------------------------------------------
         masks = [(maps > 0.3).astype(np.uint8) for maps, _ in data]
         mev = MaskEvaluator(grid)
-        mev.update(data[0][0], masks[0])
-        mev.reset()
-        start = time.perf_counter()
-        for (maps, _), mask in zip(data, masks, strict=True):
-            mev.update(maps, mask)
-        jax.block_until_ready(mev.state)
-        t_jax = time.perf_counter() - start
         edges = np.append(grid, [1.0, 2.0, 3.0])
-        fg = np.zeros(len(edges) - 1)
-        bg = np.zeros(len(edges) - 1)
-        start = time.perf_counter()
-        for (maps, _), mask in zip(data, masks, strict=True):
-            for m, k in zip(maps, mask, strict=True):
-                f, b = host_histograms(m, k, edges)
-                fg, bg = fg + f, bg + b
-        t_host = time.perf_counter() - start
-        same = np.isclose(mev.result()["pxap"], metrics.pxap_from_histograms(fg, bg))
-        print(
-            f"| PxAP | {steps} | {n / t_jax:.0f} | {n / t_host:.0f} | "
-            f"{t_host / t_jax:.1f}x | {same} |"
-        )
+        hist = np.zeros((2, len(edges) - 1))
+
+        def mask_jax(mev=mev, masks=masks):
+            mev.reset()
+            for (maps, _), mask in zip(data, masks, strict=True):
+                mev.update(maps, mask)
+            jax.block_until_ready(mev.state)
+
+        def mask_host(hist=hist, edges=edges, masks=masks):
+            hist[:] = 0
+            for (maps, _), mask in zip(data, masks, strict=True):
+                for m, k in zip(maps, mask, strict=True):
+                    f, b = host_histograms(m, k, edges)
+                    hist += (f, b)
+
+        times = fair.interleave({"camjax": mask_jax, "host": mask_host}, args.rounds)
+        same = np.isclose(mev.result()["pxap"], metrics.pxap_from_histograms(*hist))
+        _row("PxAP", steps, n, times, same)
+    print(fair.verdict_line(check.finish()))
+
+
+def _row(metric: str, steps: int, n: int, times: dict, same: bool) -> None:
+    cam, host = times["camjax"], times["host"]
+    print(f"| {metric} | {steps} | {n / cam.median_wall:.0f} | {n / host.median_wall:.0f} | "
+          f"{fair.ratio(times, 'camjax', 'host'):.1f}x | "
+          f"{fair.ratio(times, 'camjax', 'host', 'cpu'):.1f}x | {same} |")  # fmt: skip
 
 
 if __name__ == "__main__":

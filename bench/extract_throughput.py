@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -194,51 +193,23 @@ def _flush(dest, shard, lines, maps):
 
 
 def _worker(a: argparse.Namespace) -> None:
-    """Load, warm up, print READY; then one timed pass per ``run`` line on stdin."""
+    """Load and warm up (64 images), then serve timed passes over every image."""
     files = [os.path.join(a.images, f) for f in sorted(os.listdir(a.images))]
     if a.child == "torch":
         run = torch_pass(a.batch_size, not a.full_decode, a.decode_workers)
     else:
         run = camjax_pass(load_camjax(a.depthwise), a.batch_size, a.decode_workers)
     run(files[:64], tempfile.mkdtemp(prefix="bench-warm-"))
-    print("READY", flush=True)
-    for line in sys.stdin:
-        if line.strip() != "run":
-            break
-        out = tempfile.mkdtemp(prefix=f"bench-{a.child}-")
-        done: list[int] = []
-        wall, cpu = fair.measure(lambda out=out, done=done: done.append(run(files, out)))
-        print(json.dumps({"images": done[0], "wall": wall, "cpu": cpu}), flush=True)
+    fair.serve(lambda: {"images": run(files, tempfile.mkdtemp(prefix=f"bench-{a.child}-"))})
 
 
-class Worker:
-    """A pipeline in its own process, driven one pass at a time."""
-
-    def __init__(self, kind: str, images: str, a: argparse.Namespace, devices: int, dw: str):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-        cmd = [sys.executable, __file__, "--child", kind, "--images", images,
-               "--batch-size", str(a.batch_size), "--depthwise", dw,
-               "--decode-workers", str(a.decode_workers)] + (
-                   ["--full-decode"] if a.full_decode else [])  # fmt: skip
-        self.kind = kind
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
-        self._expect("READY")
-
-    def _expect(self, word: str) -> str:
-        for line in self.proc.stdout:
-            if line.startswith(word) or word == "{" and line.startswith("{"):
-                return line
-        raise SystemExit(f"{self.kind} worker exited ({self.proc.wait()})")
-
-    def __call__(self) -> dict:
-        self.proc.stdin.write("run\n")
-        self.proc.stdin.flush()
-        return json.loads(self._expect("{"))
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
+def _start(kind: str, name: str, images: str, a: argparse.Namespace, devices: int, dw: str):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    cmd = [sys.executable, __file__, "--child", kind, "--images", images,
+           "--batch-size", str(a.batch_size), "--depthwise", dw,
+           "--decode-workers", str(a.decode_workers)] + (
+               ["--full-decode"] if a.full_decode else [])  # fmt: skip
+    return fair.Worker(name, cmd, env)
 
 
 def main() -> None:
@@ -274,29 +245,22 @@ def main() -> None:
     workers = {}
     try:
         for kind, name, devices, dw in specs:
-            workers[name] = Worker(kind, images, a, devices, dw)
+            workers[name] = _start(kind, name, images, a, devices, dw)
         check = fair.LoadCheck().start()
-        results = {name: [] for name in workers}
-
-        def side(name):
-            return lambda: results[name].append(workers[name]())
-
-        fair.interleave({n: side(n) for n in workers}, a.rounds, warmup=0)
+        fair.interleave(workers, a.rounds, warmup=0, pause=0.3)
         verdict = check.finish()
     finally:
         for w in workers.values():
             w.close()
-    torch_name = specs[0][1]
-    base = np.median([r["wall"] for r in results[torch_name]])
+    times = {name: w.times() for name, w in workers.items()}
+    n = workers[specs[0][1]].results[0]["images"]
     print(f"\n{a.num_images} JPEGs, batch {a.batch_size}, {a.decode_workers} decode workers a "
           f"side, {a.rounds} interleaved rounds (median), {fair.usable_cores()} cores")  # fmt: skip
     print("| pipeline | images/s (wall) | CPU s per 1,000 images | vs PyTorch (wall) |")
     print("|---|---:|---:|---:|")
-    for name, rs in results.items():
-        wall = np.median([r["wall"] for r in rs])
-        cpu = np.median([r["cpu"] for r in rs])
-        n = rs[0]["images"]
-        print(f"| {name} | {n / wall:.1f} | {1e3 * cpu / n:.1f} | {base / wall:.2f}x |")
+    for name, t in times.items():
+        print(f"| {name} | {n / t.median_wall:.1f} | {1e3 * t.median_cpu / n:.1f} | "
+              f"{fair.ratio(times, name, specs[0][1]):.2f}x |")  # fmt: skip
     print(fair.verdict_line(verdict))
 
 

@@ -22,8 +22,10 @@ import concurrent.futures
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,8 +40,14 @@ def usable_cores() -> int:
 
 def cpu_seconds() -> float:
     """User + system CPU time of this process and its waited-for children."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    try:
+        import resource  # microseconds, where os.times counts clock ticks
+    except ImportError:  # not on a Unix
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def measure(fn: Callable[[], object]) -> tuple[float, float]:
@@ -99,7 +107,57 @@ def interleave(
 def ratio(times: Mapping[str, Times], num: str, den: str, clock: str = "wall") -> float:
     """Median over rounds of ``den / num`` seconds: how many times faster ``num`` is."""
     a, b = np.asarray(getattr(times[num], clock)), np.asarray(getattr(times[den], clock))
-    return float(np.median(b / np.maximum(a, 1e-12)))
+    if np.any(a <= 0):  # below the clock's resolution: no ratio
+        return float("nan")
+    return float(np.median(b / a))
+
+
+def serve(run: Callable[[], Mapping]) -> None:
+    """The worker side of :class:`Worker`: print READY, then for each ``run`` line on
+    stdin one call of ``run`` timed, printed as one JSON line (its result plus ``wall``
+    and ``cpu`` seconds, unless the result times a window of its own and gives them).
+    Load and warm up before calling this."""
+    print("READY", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        out: list = []
+        wall, cpu = measure(lambda out=out: out.append(run()))
+        print(json.dumps({"wall": wall, "cpu": cpu, **dict(out[0] or {})}), flush=True)
+
+
+class Worker:
+    """A side of a comparison in its own process (e.g. its own XLA device count), started
+    and warmed up at once, then timed one call at a time: a callable for
+    :func:`interleave` whose results collect in :attr:`results`. The process runs
+    ``cmd`` and :func:`serve`; idle, it waits on its stdin and takes no CPU."""
+
+    def __init__(self, name: str, cmd: Sequence[str], env: Mapping[str, str] | None = None):
+        self.name = name
+        self.results: list[dict] = []
+        self.proc = subprocess.Popen(list(cmd), env=dict(env or os.environ), text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+        self._line("READY")
+
+    def _line(self, start: str) -> str:
+        for line in self.proc.stdout:
+            if line.startswith(start):
+                return line
+        raise RuntimeError(f"worker {self.name!r} exited with code {self.proc.wait()}")
+
+    def __call__(self) -> dict:
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        self.results.append(json.loads(self._line("{")))
+        return self.results[-1]
+
+    def times(self) -> Times:
+        return Times([r["wall"] for r in self.results], [r["cpu"] for r in self.results])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait()
 
 
 def _reference_loop(n: int = 200_000, repeats: int = 40) -> None:

@@ -1,26 +1,29 @@
 """Training-step throughput: camjax (JAX/Flax) vs the same network in PyTorch, and the
 data-parallel path's overhead on 1 vs 8 simulated CPU devices.
 
-    python bench/train_throughput.py [--steps 5] [--skip-vgg]
+    python bench/train_throughput.py [--rounds 4] [--steps 3] [--cases tiny_gap,vgg16_gap]
 
 One step = forward, softmax cross-entropy, backward, SGD momentum 0.9 + weight decay 5e-4,
-on a fixed random batch (no input pipeline). Both frameworks run in this process on
-the same CPU, one step of each in turn, so that load from other jobs falls on both
-alike; images/s = batch / median step time after warm-up. The ratio column is the
-median of the per-round ratios.
-The device-count table runs child processes (XLA_FLAGS must be set before JAX starts).
+on a fixed random batch (no input pipeline). Every side is a process of its own: PyTorch
+with one thread per core, camjax with 1, 2 and 4 simulated CPU devices (``config.cpu.
+devices``, the default config's CPU tuning, splits each batch over devices; XLA_FLAGS
+must be set before JAX starts). After warm-up the sides run in interleaved rounds (bench/
+fair.py), a few steps each per round while the others wait idle, so that load from other
+jobs falls on all alike; images/s = batch / median step time; the ratio column is the
+median of the per-round ratios; CPU time per step beside; a load check marks a run on a
+busy machine as contaminated.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fair  # noqa: E402
 
 CASES = {  # case: (registry name, model kwargs, image size, batch)
     "tiny_gap": ("tiny_gap", {}, 64, 64),  # the default: 2 convs per stage with BatchNorm
@@ -28,17 +31,6 @@ CASES = {  # case: (registry name, model kwargs, image size, batch)
     "vgg16_gap": ("vgg16_gap", {}, 224, 8),
 }
 NUM_CLASSES = 10
-
-
-def _median_time(fn, steps: int) -> float:
-    fn()  # warm-up / compile
-    fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def camjax_step(name: str, parallel: str = "pmap"):
@@ -73,7 +65,11 @@ def camjax_step(name: str, parallel: str = "pmap"):
 
 
 def camjax_step_time(name: str, steps: int, parallel: str = "pmap") -> float:
-    return _median_time(camjax_step(name, parallel), steps)
+    """Median wall seconds of ``steps`` camjax steps after two warm-up steps."""
+    run = camjax_step(name, parallel)
+    run()
+    run()
+    return fair.interleave({"step": run}, steps, warmup=0)["step"].median_wall
 
 
 def torch_model(name: str):
@@ -128,62 +124,74 @@ def torch_step(name: str):
     return run
 
 
-def interleaved(fns, steps: int, pause: float = 0.3) -> np.ndarray:
-    """Seconds per call, ``steps`` rounds x len(fns), calling each function once a round.
+def _worker(kind: str, name: str, steps: int) -> None:
+    """A worker process (bench/fair.py): warm up, then serve ``steps`` timed steps a call."""
+    run = camjax_step(name) if kind == "camjax" else torch_step(name)
+    run()
+    run()
 
-    Each call starts after a ``pause``: both runtimes keep their worker threads spinning
-    for a while after a step, which would otherwise take cores from the next call."""
-    for fn in fns:  # warm-up / compile
-        fn()
-        fn()
-    times = np.zeros((steps, len(fns)))
-    for i in range(steps):
-        for j, fn in enumerate(fns):
-            time.sleep(pause)
-            t = time.perf_counter()
-            fn()
-            times[i, j] = time.perf_counter() - t
-    return times
+    def several():
+        walls, cpus = zip(*(fair.measure(run) for _ in range(steps)), strict=True)
+        return {"step_wall": float(np.median(walls)), "step_cpu": float(np.median(cpus))}
+
+    fair.serve(several)
 
 
-def child(devices: int, parallel: str, name: str, steps: int) -> float:
+def _start(kind: str, name: str, devices: int, steps: int, threads: int) -> fair.Worker:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    here = os.path.dirname(os.path.abspath(__file__))
-    code = (
-        f"import sys, json; sys.path.insert(0, {here!r}); import train_throughput as t; "
-        f"print('RESULT', json.dumps(t.camjax_step_time({name!r}, {steps}, {parallel!r})))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
-    return json.loads(out.split("RESULT", 1)[1])
+    if kind == "torch":
+        env["CAMJAX_BENCH_TORCH_THREADS"] = str(threads)
+    cmd = [sys.executable, __file__, "--child", kind, "--case", name, "--steps", str(steps)]
+    label = f"PyTorch, {threads} threads" if kind == "torch" else f"camjax, {devices} device(s)"
+    return fair.Worker(label, cmd, env)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--skip-vgg", action="store_true")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per side per round")
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
+    ap.add_argument("--cases", default="tiny_gap,tiny_gap_plain,vgg16_gap")
+    ap.add_argument("--devices", default="1,2,4", help="camjax runs: simulated CPU devices")
+    ap.add_argument("--child", choices=("camjax", "torch"), help=argparse.SUPPRESS)
+    ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    import torch
+    if args.child:
+        if args.child == "torch":
+            import torch
 
-    names = ["tiny_gap", "tiny_gap_plain"] + ([] if args.skip_vgg else ["vgg16_gap"])
-    print(f"CPU cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
-    print("\n| model | batch x size | camjax img/s | PyTorch img/s | camjax / PyTorch |")
-    print("|---|---|---|---|---|")
-    for name in names:
+            torch.set_num_threads(int(os.environ["CAMJAX_BENCH_TORCH_THREADS"]))
+        _worker(args.child, args.case, args.steps)
+        return
+    cores = fair.usable_cores()
+    print(f"{cores} cores; every side a process of its own, {args.rounds} interleaved rounds "
+          f"of {args.steps} steps each (median step)")  # fmt: skip
+    print("\n| model | batch x size | side | img/s | CPU s per step | vs PyTorch (wall) |")
+    print("|---|---|---|---:|---:|---:|")
+    verdicts = []
+    for name in args.cases.split(","):
         _, _, size, batch = CASES[name]
-        times = interleaved([camjax_step(name), torch_step(name)], args.steps)
-        tj, tt = np.median(times, axis=0)
-        ratio = np.median(times[:, 1] / times[:, 0])
-        print(f"| {name} | {batch} x {size} | {batch / tj:.2f} | {batch / tt:.2f} | "
-              f"{ratio:.2f}x |", flush=True)  # fmt: skip
-    name = "tiny_gap"
-    _, _, size, batch = CASES[name]
-    print(f"\n{name}, global batch {batch} x {size}: step time by simulated device count")
-    print("| devices | runner | step ms | img/s |")
-    print("|---|---|---|---|")
-    for devices, parallel in [(1, "pmap"), (8, "pmap"), (8, "shard_map")]:
-        t = child(devices, parallel, name, args.steps)
-        print(f"| {devices} | {parallel} | {1e3 * t:.1f} | {batch / t:.1f} |", flush=True)
+        workers = {}
+        try:
+            workers["torch"] = _start("torch", name, 1, args.steps, cores)
+            for d in args.devices.split(","):
+                workers[d] = _start("camjax", name, int(d), args.steps, cores)
+            check = fair.LoadCheck().start()
+            fair.interleave(workers, args.rounds, warmup=0, pause=0.3)
+            verdicts.append((name, check.finish()))
+        finally:
+            for w in workers.values():
+                w.close()
+        steps = {
+            k: fair.Times([r["step_wall"] for r in w.results], [r["step_cpu"] for r in w.results])
+            for k, w in workers.items()
+        }
+        for k, w in workers.items():
+            t = steps[k]
+            vs = fair.ratio(steps, k, "torch")
+            print(f"| {name} | {batch} x {size} | {w.name} | {batch / t.median_wall:.2f} | "
+                  f"{t.median_cpu:.2f} | {vs:.2f}x |", flush=True)  # fmt: skip
+    for name, v in verdicts:
+        print(f"{name}: {fair.verdict_line(v)}")
 
 
 if __name__ == "__main__":
