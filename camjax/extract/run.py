@@ -286,7 +286,7 @@ def _run(store: Store, manifest: dict[str, Any], mine: list[int], loaded: Any, e
 
     from camjax.extract.devices import make_step
 
-    s, k = int(loaded.image_size), spec.top_k
+    s = int(loaded.image_size)
     keep = o.maps if o.maps != "none" or not o.overlays else "feature"  # overlays need maps
     step, ndev = make_step(loaded.model, loaded.variables, spec, maps=keep, devices=o.devices)
     bsz = -(-o.batch_size // ndev) * ndev  # a whole number of images per device
@@ -299,8 +299,7 @@ def _run(store: Store, manifest: dict[str, Any], mine: list[int], loaded: Any, e
     for j in mine:
         store.begin_shard(j)
     summary: dict[str, Any] = {"num_images": 0, "skipped": [], "out": out_dir}
-    writer = ShardWriter(store, loaded, manifest["settings"], s, k, o.maps, o.maps_dtype,
-                         o.overlays, o.overlay_size, o.max_pixels)  # fmt: skip
+    writer = ShardWriter(store, loaded, manifest["settings"], o)
     bar = tqdm(total=total, unit="img", disable=not o.progress, desc="extract")
     pending = None  # (rows meta, device outputs) of the batch in flight
     rows: list = []

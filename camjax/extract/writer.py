@@ -17,12 +17,10 @@ from camjax.files import images as images_lib
 class ShardWriter:
     """Turns a full shard's rows into its files (records, arrays, overlays)."""
 
-    def __init__(self, store: Store, loaded: Any, settings: dict[str, Any], s: int, k: int,
-                 maps: str, maps_dtype: str, overlays: int, overlay_size: int,
-                 max_pixels: int):  # fmt: skip
-        self.store, self.names, self.s, self.k = store, loaded.class_names, s, k
-        self.maps, self.maps_dtype = maps, maps_dtype
-        self.overlays, self.overlay_size, self.max_pixels = overlays, overlay_size, max_pixels
+    def __init__(self, store: Store, loaded: Any, settings: dict[str, Any], options: Any):
+        """``settings``: the manifest's; ``options``: the run's ``RunOptions``."""
+        self.store, self.names, self.o = store, loaded.class_names, options
+        self.s, self.k = settings["image_size"], settings["top_k"]
         self.tag = {key: settings[key] for key in ("model", "method", "layer", "threshold")}
         self.num_records = 0
 
@@ -36,7 +34,7 @@ class ShardWriter:
             arrays, maps = self._arrays(rows)
             for r, (i, path, hw, _) in enumerate(rows):
                 records.append(self._record(j, r, i, path, hw, arrays))
-            if self.overlays:
+            if self.o.overlays:
                 self._overlays(j, rows, arrays, maps)
         self.store.commit_shard(j, records, arrays, [(p, why) for _, p, why in skipped])
         self.num_records += len(records)
@@ -58,10 +56,10 @@ class ShardWriter:
             "class_names": np.asarray(self.names, dtype=str),
         }
         maps = None
-        if self.maps != "none" or self.overlays:
+        if self.o.maps != "none" or self.o.overlays:
             maps = np.stack([o["maps"] for *_, o in rows])
-            if self.maps != "none":
-                arrays["maps"] = maps.astype(self.maps_dtype)
+            if self.o.maps != "none":
+                arrays["maps"] = maps.astype(self.o.maps_dtype)
         return arrays, maps
 
     def _record(self, j, r, i, path, hw, arrays) -> str:
@@ -87,11 +85,11 @@ class ShardWriter:
 
         folder = self.store.path("overlays", shard_name(j))
         os.makedirs(folder, exist_ok=True)
-        n = self.overlays
+        n = self.o.overlays
         for r, (i, path, _, _) in enumerate(rows):
             try:
                 img, _ = images_lib.read_image(
-                    path, self.overlay_size, max_pixels=self.max_pixels, keep_aspect=True
+                    path, self.o.overlay_size, max_pixels=self.o.max_pixels, keep_aspect=True
                 )
             except Exception:  # read once already; a file changed since is not fatal
                 continue
