@@ -135,11 +135,6 @@ def _group_multiplier(label: str, cfg: ml_collections.ConfigDict) -> float:
     return m
 
 
-def lr_multipliers(params: Any, cfg: ml_collections.ConfigDict) -> Any:
-    """Per-leaf learning-rate multiplier (float) from ``cfg`` (see the module docstring)."""
-    return jax.tree.map(lambda g: _group_multiplier(g, cfg), _groups(params, cfg))
-
-
 def _decay_mask(params: Any) -> Any:
     return jax.tree.map(lambda p: p.ndim > 1, params)
 

@@ -152,9 +152,6 @@ class PmapRunner:
         out = self._eval(dvariables, dbatch)
         return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), out)
 
-    def put_variables(self, variables):
-        return self._replicate(variables)
-
 
 class ShardMapRunner:
     """Runs the per-device step with ``jax.shard_map`` over a 1-D mesh of all devices.
@@ -207,9 +204,6 @@ class ShardMapRunner:
         out = self._eval(dvariables, dbatch)
         # This process's rows, in the order it gave them.
         return jax.tree.map(_local_rows, out)
-
-    def put_variables(self, variables):
-        return self._replicate(variables)
 
 
 def host_array(x: Any) -> np.ndarray:
