@@ -23,7 +23,8 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _layers() -> dict[str, int]:
+def layers() -> dict[str, int]:
+    """``tests/test_layout.py``'s layer of each top-level camjax name."""
     spec = importlib.util.spec_from_file_location(
         "layout", os.path.join(ROOT, "tests", "test_layout.py")
     )
@@ -132,7 +133,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cli", action="store_true", help="trace `camjax evaluate` instead")
     args = p.parse_args()
-    level = _layers()
+    level = layers()
     with tempfile.TemporaryDirectory() as tmp:
         config, workdir = _tiny_run(tmp)
         if args.cli:

@@ -126,3 +126,27 @@ def test_evaluation_does_not_import_the_trainer():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_following_config_from_evaluate_climbs_back_up_the_layers_at_most_three_times(
+    trained, tmp_path
+):
+    # bench/config_climbs.py's count (a stop: a camjax call given the config, a block of
+    # it or an object holding it; a climb: a stop on a higher layer than the one before).
+    import importlib.util
+
+    from camjax.evaluation import evaluate
+
+    path = os.path.join(ROOT, "bench", "config_climbs.py")
+    spec = importlib.util.spec_from_file_location("config_climbs", path)
+    climbs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(climbs)
+    wd = str(tmp_path / "w")
+    shutil.copytree(trained[0], wd)  # the fixture's reports stay as the other test expects
+    stops = climbs.trace(lambda: evaluate(None, wd, max_examples=8, figures=False, verbose=False))
+    counts = climbs.summary(stops, climbs.layers())
+    modules = {m for m, _ in stops}  # the trace follows config into loading and the data
+    assert any(m.startswith("camjax.checkpoints.") for m in modules), stops
+    assert any(m.startswith("camjax.data.") for m in modules), stops
+    assert counts["climbs"] <= 3, stops
