@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import glob
 import importlib.util
@@ -57,15 +56,14 @@ def foolbox_photos() -> list[str]:
 
 
 def _overrides(items: Sequence[str]) -> dict:
+    from camjax.config import parse_value  # as --config.KEY=VALUE of train and evaluate
+
     out = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep:
             raise SystemExit(f"--set wants KEY=VALUE, got {item!r}")
-        try:
-            out[key] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            out[key] = text  # a plain string such as a path
+        out[key] = parse_value(text)
     return out
 
 
