@@ -8,7 +8,7 @@ from scipy import ndimage
 
 import camjax
 from camjax.maps import normalize, upsample
-from camjax.methods import METHODS
+from camjax.methods import METHODS, compute_maps
 from camjax.models.head import CAMHead, CAMNet
 from camjax.models.tiny import TinyBackbone
 
@@ -52,7 +52,7 @@ def test_extract_values(net, images):
     assert out["class_ids"].dtype == jnp.int32
     probs = np.asarray(jax.nn.softmax(logits))
     np.testing.assert_allclose(out["probs"], np.take_along_axis(probs, want_ids, 1), rtol=1e-5)
-    raw = METHODS["cam"](model, v, images, jnp.asarray(want_ids))
+    raw = compute_maps("cam", model, v, images, jnp.asarray(want_ids))
     maps = np.asarray(normalize(upsample(raw, SIZE)))
     np.testing.assert_allclose(out["maps"], maps, atol=1e-6)
     assert out["maps"].shape == (3, 3, SIZE, SIZE)
@@ -82,7 +82,7 @@ def test_gt_known_maps_and_boxes(net, images):
     # (XLA may fuse them differently, e.g. 1 ulp apart on a CPU without AVX-512).
     np.testing.assert_allclose(out["maps"], top["maps"], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(out["gt_maps"][0], top["maps"][0, :1], atol=1e-6)
-    raw = METHODS["cam"](model, v, images, gt[:, None])
+    raw = compute_maps("cam", model, v, images, gt[:, None])
     np.testing.assert_allclose(out["gt_maps"], normalize(upsample(raw, SIZE)), atol=1e-6)
     # Boxes are checked against each map of this program, not the other program's boxes
     # (a 1-ulp difference at the threshold could move a pixel in or out).
@@ -105,7 +105,7 @@ def test_feature_resolution_maps(method, net, images):
     side = SIZE // 4 if method == "cam" else SIZE  # backprop maps live at the input size
     assert feat["maps"].shape == (3, 2, side, side) and feat["gt_maps"].shape == (3, 1, side, side)
     ids = jnp.concatenate([feat["class_ids"], gt[:, None]], axis=1)
-    raw = METHODS[method](model, v, images, ids)
+    raw = compute_maps(method, model, v, images, ids)
     np.testing.assert_allclose(feat["maps"], normalize(raw[:, :2]), atol=1e-6)
     np.testing.assert_allclose(feat["gt_maps"], normalize(raw[:, 2:]), atol=1e-6)
     # Boxes are those of the input-size maps (two programs: compare to the reference rule).
@@ -123,7 +123,7 @@ def test_feature_resolution_maps(method, net, images):
 def test_every_method_batch_equals_alone_and_matches_registry(name, net, images):
     model, v = net
     out = camjax.extract(model, v, images, 2, method=name)
-    raw = METHODS[name](model, v, images, out["class_ids"])
+    raw = compute_maps(name, model, v, images, out["class_ids"])
     want = normalize(upsample(raw, SIZE))
     np.testing.assert_allclose(out["maps"], want, atol=1e-5)
     for b in range(3):
@@ -137,7 +137,7 @@ def test_every_method_batch_equals_alone_and_matches_registry(name, net, images)
 def test_options_reach_the_maps(net, images):
     model, v = net
     out = camjax.extract(model, v, images, 2, normalization="max", upsample_method="bicubic")
-    raw = METHODS["cam"](model, v, images, out["class_ids"])
+    raw = compute_maps("cam", model, v, images, out["class_ids"])
     want = normalize(upsample(raw, SIZE, "bicubic"), "max")
     np.testing.assert_allclose(out["maps"], want, atol=1e-6)
     assert not np.allclose(out["maps"], camjax.extract(model, v, images, 2)["maps"])

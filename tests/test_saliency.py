@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from camjax.methods import METHODS, cut
+from camjax.methods import METHODS, compute_maps, cut
 from camjax.methods.gradients import feature_gradients
 from camjax.methods.targets import ClassLogit
 from camjax.models.head import CAMHead, CAMNet
@@ -55,7 +55,7 @@ CLASS_IDS = jnp.array([[4, 0], [1, 1], [2, 3]])
 
 def test_gradcam_and_hirescam_on_gap_are_scaled_cam(gap, images):
     model, v = gap
-    cam = np.asarray(METHODS["cam"](model, v, images, CLASS_IDS))
+    cam = np.asarray(compute_maps("cam", model, v, images, CLASS_IDS))
     assert cam.min() < 0 < cam.max()  # so that the ReLU matters
     # GAP: dS_c/dA_k(i, j) = w_kc / (h w) everywhere, so Grad-CAM's channel weight is
     # w_kc / (h w) and Grad-CAM = ReLU(CAM) / (h w); HiResCAM = sum_k w_kc / (h w) A_k.
@@ -63,12 +63,12 @@ def test_gradcam_and_hirescam_on_gap_are_scaled_cam(gap, images):
     kernel = np.asarray(v["params"]["head"]["classifier"]["kernel"])
     want = kernel.T[np.asarray(CLASS_IDS)][:, :, None, None, :] / HW
     np.testing.assert_allclose(g, np.broadcast_to(want, g.shape), rtol=1e-6)
-    gradcam = METHODS["gradcam"](model, v, images, CLASS_IDS)
+    gradcam = compute_maps("gradcam", model, v, images, CLASS_IDS)
     np.testing.assert_allclose(gradcam, np.maximum(cam, 0) / HW, rtol=1e-5, atol=1e-7)
-    hires = METHODS["hirescam"](model, v, images, CLASS_IDS)
+    hires = compute_maps("hirescam", model, v, images, CLASS_IDS)
     np.testing.assert_allclose(hires, cam / HW, rtol=1e-5, atol=1e-7)
     # XGrad-CAM: w_k = sum_ij A_k(i,j) / sum A_k * w_kc / (h w) = w_kc / (h w) too.
-    xgrad = METHODS["xgradcam"](model, v, images, CLASS_IDS)
+    xgrad = compute_maps("xgradcam", model, v, images, CLASS_IDS)
     np.testing.assert_allclose(xgrad, cam / HW, rtol=1e-5, atol=1e-7)
 
 
@@ -120,7 +120,7 @@ def test_gradient_methods_match_numpy_reference(name, pool, gap, gmp, images):
     kernel = np.asarray(v["params"]["head"]["classifier"]["kernel"], np.float64)
     ids = np.asarray(CLASS_IDS)
     ref = _reference_maps(name, a, _reference_grads(a, kernel, ids, pool))
-    out = METHODS[name](model, v, images, CLASS_IDS)
+    out = compute_maps(name, model, v, images, CLASS_IDS)
     scale = np.abs(ref).max()
     assert scale > 0
     np.testing.assert_allclose(out, ref, atol=1e-5 * scale, rtol=1e-4)
@@ -140,7 +140,7 @@ def test_backbone_layer_matches_per_image_grad(name, gap, images):
             score = lambda f, c=c: model.head.apply(head_vars, f[None])[0][0, c]
             g[b, n] = jax.grad(score)(a[b])
     ref = _reference_maps(name, np.asarray(a), g)
-    out = METHODS[name](model, v, images, CLASS_IDS, layer="backbone")
+    out = compute_maps(name, model, v, images, CLASS_IDS, layer="backbone")
     scale = np.abs(ref).max()
     assert scale > 0
     np.testing.assert_allclose(out, ref, atol=1e-5 * scale, rtol=1e-4)
@@ -165,13 +165,13 @@ def test_scorecam_matches_numpy_reference(gap, images):
             ref[b, n] = np.maximum(np.einsum("hwk,k->hw", a[b], weights), 0.0)
     assert ref.max() > 0
     for chunk in (4, 16):  # 4 does not divide K = 6: the padded-chunk path
-        out = METHODS["scorecam"](model, v, images, CLASS_IDS, chunk_size=chunk)
+        out = compute_maps("scorecam", model, v, images, CLASS_IDS, chunk_size=chunk)
         np.testing.assert_allclose(out, ref, atol=1e-5 * ref.max(), rtol=1e-4)
 
 
 def test_backprop_is_per_image_max_abs_input_gradient(gap, images):
     model, v = gap
-    out = np.asarray(METHODS["backprop"](model, v, images, CLASS_IDS))
+    out = np.asarray(compute_maps("backprop", model, v, images, CLASS_IDS))
     assert out.shape == (3, 2, SIZE, SIZE)
     for b in range(3):
         for n in range(2):
@@ -184,20 +184,20 @@ def test_backprop_is_per_image_max_abs_input_gradient(gap, images):
 def test_batch_equals_each_image_alone(name, gmp, images):
     # GMP, so every gradient method's map depends on its image and class (not just W).
     model, v = gmp
-    batch = np.asarray(METHODS[name](model, v, images, CLASS_IDS))
+    batch = np.asarray(compute_maps(name, model, v, images, CLASS_IDS))
     assert np.abs(batch).max() > 0
     for b in range(3):
-        alone = METHODS[name](model, v, images[b : b + 1], CLASS_IDS[b : b + 1])
+        alone = compute_maps(name, model, v, images[b : b + 1], CLASS_IDS[b : b + 1])
         np.testing.assert_allclose(batch[b : b + 1], alone, rtol=1e-5, atol=1e-6)
     # Each image's own class drives its map: image 1 with two different classes.
-    two = np.asarray(METHODS[name](model, v, images[1:2], jnp.array([[0, 4]])))
+    two = np.asarray(compute_maps(name, model, v, images[1:2], jnp.array([[0, 4]])))
     assert not np.allclose(two[0, 0], two[0, 1])
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_jit_vmap_pmap_match_eager(name, gmp):
     model, v = gmp
-    fn = lambda x, c: METHODS[name](model, v, x, c)
+    fn = lambda x, c: compute_maps(name, model, v, x, c)
     groups = jax.random.normal(jax.random.key(11), (8, 1, SIZE, SIZE, 3))
     ids = jnp.arange(16).reshape(8, 1, 2) % C
     eager = np.stack([np.asarray(fn(groups[i], ids[i])) for i in range(8)])
@@ -210,15 +210,15 @@ def test_jit_vmap_pmap_match_eager(name, gmp):
 def test_bad_arguments(gap, images):
     model, v = gap
     with pytest.raises(ValueError, match=r"class_ids must lie in \[0, 5\)"):
-        METHODS["gradcam"](model, v, images, jnp.array([[0], [1], [5]]))
+        compute_maps("gradcam", model, v, images, jnp.array([[0], [1], [5]]))
     with pytest.raises(ValueError, match="class_ids must be"):
-        METHODS["backprop"](model, v, images, jnp.array([[0], [1]]))
+        compute_maps("backprop", model, v, images, jnp.array([[0], [1]]))
     with pytest.raises(ValueError, match="layer 'conv3' is not a submodule"):
-        METHODS["layercam"](model, v, images, CLASS_IDS, layer="conv3")
+        compute_maps("layercam", model, v, images, CLASS_IDS, layer="conv3")
     with pytest.raises(TypeError, match="takes no option"):
-        METHODS["gradcam"](model, v, images, CLASS_IDS, chunk_size=4)
+        compute_maps("gradcam", model, v, images, CLASS_IDS, chunk_size=4)
     with pytest.raises(ValueError, match="chunk_size"):
-        METHODS["scorecam"](model, v, images, CLASS_IDS, chunk_size=0)
+        compute_maps("scorecam", model, v, images, CLASS_IDS, chunk_size=0)
 
 
 def test_every_registered_method_is_complete_and_documented():
@@ -243,7 +243,7 @@ def test_every_registered_method_is_complete_and_documented():
 
 def test_a_new_method_is_one_function_registered_once(gmp, images):
     # "Grad-CAM without ReLU, weights from the gradient's maximum": one weights function
-    # and one register call reach compute_maps, the old alias and extract.
+    # and one register call reach compute_maps and extract.
     import camjax
     from camjax.methods import Method, register
     from camjax.methods.gradients import feature_gradients as grads
@@ -251,7 +251,7 @@ def test_a_new_method_is_one_function_registered_once(gmp, images):
     model, v = gmp
     register(Method("gradmax", "Grad-Max", "test", weights=lambda c, t: grads(c, t).max((2, 3))))
     try:
-        out = np.asarray(METHODS["gradmax"](model, v, images, CLASS_IDS))
+        out = np.asarray(compute_maps("gradmax", model, v, images, CLASS_IDS))
         a = np.asarray(model.apply(v, images)[1], np.float64)
         kernel = np.asarray(v["params"]["head"]["classifier"]["kernel"], np.float64)
         g = _reference_grads(a, kernel, np.asarray(CLASS_IDS), "max")

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import jax
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A registered CAM method. Calling it computes raw maps (old ``saliency`` signature):
-    ``METHODS[name](model, variables, images, targets, **kw)`` is
-    :func:`camjax.methods.compute_maps` ``(name, model, variables, images, targets, **kw)``.
-    """
+    """A registered CAM method; :func:`camjax.methods.compute_maps` ``(name, ...)`` runs it."""
 
     name: str
     display: str  # the report's row name, e.g. "Grad-CAM++"
@@ -37,11 +33,6 @@ class Method:
     def __post_init__(self) -> None:
         if (self.weights is None) == (self.maps is None):
             raise ValueError(f"method {self.name!r} needs exactly one of weights= or maps=")
-
-    def __call__(self, model: Any, *args: Any, **kw: Any):
-        from camjax.methods.compute import compute_maps
-
-        return compute_maps(self.name, model, *args, **kw)
 
 
 METHODS: dict[str, Method] = {}

@@ -85,7 +85,7 @@ def predict(
     import jax.numpy as jnp
 
     from camjax.maps import upsample
-    from camjax.methods import METHODS
+    from camjax.methods import compute_maps
 
     images = jnp.asarray(images)
     b = images.shape[0]
@@ -97,7 +97,7 @@ def predict(
     probs_all = jax.nn.softmax(logits, axis=-1).reshape(b, 10, -1).mean(axis=1)
     probs, class_ids = jax.lax.top_k(probs_all, top_k)
     ids = jnp.concatenate([class_ids, jnp.asarray(labels, class_ids.dtype)[:, None]], axis=1)
-    raw = METHODS[method](model, variables, flat, jnp.repeat(ids, 10, axis=0))
+    raw = compute_maps(method, model, variables, flat, jnp.repeat(ids, 10, axis=0))
     up = upsample(raw, (crop_side, crop_side), upsample_method)
     merged = merge(np.asarray(up).reshape((b, 10) + up.shape[1:]))
     return {
