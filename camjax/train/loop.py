@@ -19,10 +19,10 @@ import ml_collections
 import numpy as np
 
 from camjax import config as config_lib
+from camjax import models
 from camjax.checkpoints import network
 from camjax.train import checkpoint, distributed, guard, optimizer, progress, state, step
-from camjax.train.evaluation import eval_batches
-from camjax.train.evaluation import evaluate, predictor
+from camjax.train.evaluation import eval_batches, evaluate, predictor
 
 DTYPES = network.DTYPES
 NonFiniteLossError = guard.NonFiniteLossError  # the public name since camjax 0.1
@@ -32,7 +32,12 @@ SKIPPED_LIST = "skipped_images.tsv"  # in the workdir: image files the data set 
 def build_model(config: ml_collections.ConfigDict, num_classes: int):
     """The model named by ``config.model`` with its compute dtype and BN axis (and the
     CPU depthwise of ``config.cpu.shifted_depthwise``)."""
-    extra = {"bn_axis_name": step.AXIS} if config.model.sync_batch_norm else {}
+    # Networks without BatchNorm have nothing to synchronise (config.model.sync_batch_norm).
+    name = config.model.name
+    sync = (
+        config.model.sync_batch_norm and name in models.REGISTRY and models.takes_bn_axis_name(name)
+    )
+    extra = {"bn_axis_name": step.AXIS} if sync else {}
     model = network.build_model(
         config.model.name, num_classes, config.model.kwargs.to_dict(), config.model.dtype, **extra
     )
