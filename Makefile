@@ -11,14 +11,16 @@ VENV_OLDEST ?= .venv-oldest
 PY = $(VENV)/bin/python
 PIP_FLAGS = -q --disable-pip-version-check
 
-# The core the lower-bound run covers: models, methods, boxes, metrics, the train step,
-# checkpoints, extraction, and the PyTorch reference tests (torch's CPU wheel is for 3.11).
+# The core the lower-bound run covers: models, methods (Linen, NNX, two functions), boxes,
+# metrics, the train step, checkpoints, extraction, the layering, and the PyTorch reference
+# tests (torch's CPU wheel is for 3.11).
 CORE_TESTS = tests/test_models.py tests/test_cam.py tests/test_saliency.py \
 	tests/test_boxes.py tests/test_labeling.py tests/test_metrics.py tests/test_evaluators.py \
 	tests/test_train_step.py tests/test_train_reliability.py tests/test_extraction.py \
 	tests/test_extract_resume.py tests/test_efficientnet.py tests/test_pretrained_reader.py \
 	tests/test_pretrained_torchvision.py tests/test_pretrained_safetensors.py \
-	tests/test_nnx_models.py tests/test_map_contracts.py tests/test_console.py tests/test_packaging.py
+	tests/test_nnx_models.py tests/test_any_jax_model.py tests/test_map_contracts.py \
+	tests/test_console.py tests/test_packaging.py tests/test_layout.py
 
 .PHONY: install demo test test-fast test-oldest lint bench
 
