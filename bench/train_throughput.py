@@ -1,5 +1,5 @@
-"""Training-step throughput: camjax (JAX/Flax) vs the same network in PyTorch, and the
-data-parallel path's overhead on 1 vs 8 simulated CPU devices.
+"""Training-step throughput: camjax (JAX/Flax) vs the same network in PyTorch, with camjax
+on 1, 2 and 4 simulated CPU devices and with its opt-in CPU kernel gradients.
 
     python bench/train_throughput.py [--rounds 4] [--steps 3] [--cases tiny_gap,vgg16_gap]
 
@@ -7,7 +7,8 @@ One step = forward, softmax cross-entropy, backward, SGD momentum 0.9 + weight d
 on a fixed random batch (no input pipeline). Every side is a process of its own: PyTorch
 with one thread per core, camjax with 1, 2 and 4 simulated CPU devices (``config.cpu.
 devices``, the default config's CPU tuning, splits each batch over devices; XLA_FLAGS
-must be set before JAX starts). After warm-up the sides run in interleaved rounds (bench/
+must be set before JAX starts), and with ``camjax.cpu.shifted_weight_grad`` (``--devices``
+entries ending in ``w``). After warm-up the sides run in interleaved rounds (bench/
 fair.py), a few steps each per round while the others wait idle, so that load from other
 jobs falls on all alike; images/s = batch / median step time; the ratio column is the
 median of the per-round ratios; CPU time per step beside; a load check marks a run on a
@@ -33,8 +34,9 @@ CASES = {  # case: (registry name, model kwargs, image size, batch)
 NUM_CLASSES = 10
 
 
-def camjax_step(name: str, parallel: str = "pmap"):
-    """A function running one camjax training step of ``name`` (blocking)."""
+def camjax_step(name: str, parallel: str = "pmap", weight_grad: bool = False):
+    """A function running one camjax training step of ``name`` (blocking); with
+    ``weight_grad``, the model through ``camjax.cpu.shifted_weight_grad``."""
     import jax
     import ml_collections
 
@@ -46,6 +48,10 @@ def camjax_step(name: str, parallel: str = "pmap"):
         learning_rate=0.01, momentum=0.9, weight_decay=5e-4, head_lr_multiplier=1.0,
         schedule="constant", lr_decay_every=0, lr_decay_factor=0.1, warmup_steps=0))  # fmt: skip
     model = models.create(model_name, NUM_CLASSES, **kw)
+    if weight_grad:
+        from camjax import cpu
+
+        model = cpu.shifted_weight_grad(model)
     tx = optimizer.create_optimizer(cfg, 100)
     s0 = state.create_train_state(state.init_variables(model, jax.random.key(0), size), tx)
     runner = step.create_runner(parallel, step.make_train_step(model, tx))
@@ -126,7 +132,8 @@ def torch_step(name: str):
 
 def _worker(kind: str, name: str, steps: int) -> None:
     """A worker process (bench/fair.py): warm up, then serve ``steps`` timed steps a call."""
-    run = camjax_step(name) if kind == "camjax" else torch_step(name)
+    wg = kind == "camjax_wgrad"
+    run = torch_step(name) if kind == "torch" else camjax_step(name, weight_grad=wg)
     run()
     run()
 
@@ -143,6 +150,7 @@ def _start(kind: str, name: str, devices: int, steps: int, threads: int) -> fair
         env["CAMJAX_BENCH_TORCH_THREADS"] = str(threads)
     cmd = [sys.executable, __file__, "--child", kind, "--case", name, "--steps", str(steps)]
     label = f"PyTorch, {threads} threads" if kind == "torch" else f"camjax, {devices} device(s)"
+    label += ", cpu.shifted_weight_grad" if kind == "camjax_wgrad" else ""
     return fair.Worker(label, cmd, env)
 
 
@@ -151,8 +159,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per side per round")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
     ap.add_argument("--cases", default="tiny_gap,tiny_gap_plain,vgg16_gap")
-    ap.add_argument("--devices", default="1,2,4", help="camjax runs: simulated CPU devices")
-    ap.add_argument("--child", choices=("camjax", "torch"), help=argparse.SUPPRESS)
+    ap.add_argument("--devices", default="1,2,4,1w,2w",
+                    help="camjax sides: CPU devices (w: cpu.shifted_weight_grad)")  # fmt: skip
+    ap.add_argument("--child", choices=("camjax", "camjax_wgrad", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--case", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -174,7 +183,8 @@ def main() -> None:
         try:
             workers["torch"] = _start("torch", name, 1, args.steps, cores)
             for d in args.devices.split(","):
-                workers[d] = _start("camjax", name, int(d), args.steps, cores)
+                kind = "camjax_wgrad" if d.endswith("w") else "camjax"
+                workers[d] = _start(kind, name, int(d.rstrip("w")), args.steps, cores)
             check = fair.LoadCheck().start()
             fair.interleave(workers, args.rounds, warmup=0, pause=0.3)
             verdicts.append((name, check.finish()))

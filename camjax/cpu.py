@@ -2,7 +2,7 @@
 
 Nothing here runs unless an entry point or a config asks for it (``config.cpu`` in
 training configs, ``--cpu-devices`` / ``--cpu-depthwise`` of ``camjax extract``); the
-library's models and functions never call it. Two switches:
+library's models and functions never call it. Three switches:
 
 * :func:`split_cores` makes JAX present the host CPU as ``n`` devices
   (``jax_num_cpu_devices``), so that camjax's data-parallel training and sharded
@@ -20,6 +20,10 @@ library's models and functions never call it. Two switches:
   convolution, and parameters (names, shapes, initial values) are those of ``nn.Conv``.
   Every other convolution is left to ``nn.Conv``. The README's benchmark section gives
   the measured speed-ups, layer by layer.
+* :func:`shifted_weight_grad` swaps it for :class:`ShiftedWeightGradConv`, whose kernel
+  gradient in a CPU program is one matmul per kernel tap (XLA:CPU's kernel-gradient
+  convolution is where a training step loses to PyTorch on wide layers); the forward
+  pass, the input gradient and every GPU/TPU program are XLA's own.
 """
 
 from __future__ import annotations
@@ -164,7 +168,118 @@ class ShiftedDepthwiseConv(nn.Module):
         return y
 
 
+def weight_grad_by_shifts(x: jax.Array, g: jax.Array, kernel_hw, strides, pads) -> jax.Array:
+    """The kernel gradient of a 2-D NHWC/HWIO convolution (one group, no dilation) with
+    output cotangent ``g``, one matmul per kernel tap:
+    ``dk[a, d] = sum_{b, i, j} xp[b, i*s0 + a, j*s1 + d, :]^T g[b, i, j, :]``
+    (``xp``: ``x`` zero-padded by ``pads``), accumulated in float32."""
+    kh, kw = kernel_hw
+    xp = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    (b, ho, wo), c = g.shape[:3], xp.shape[3]
+    taps = []
+    for a in range(kh):
+        for d in range(kw):
+            end = (b, a + (ho - 1) * strides[0] + 1, d + (wo - 1) * strides[1] + 1, c)
+            window = lax.slice(xp, (0, a, d, 0), end, (1, strides[0], strides[1], 1))
+            taps.append(jnp.einsum("bhwc,bhwo->co", window, g, preferred_element_type=jnp.float32))
+    return jnp.stack(taps).reshape(kh, kw, c, g.shape[-1])
+
+
+def _native_conv(x, kernel, strides, pads, precision):
+    return lax.conv_general_dilated(
+        x, kernel, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_shifted_weight_grad(x, kernel, strides, pads, precision=None):
+    """A plain 2-D NHWC/HWIO convolution whose kernel gradient, in a CPU program, is
+    :func:`weight_grad_by_shifts`; its forward pass and input gradient are XLA's own, and
+    GPU/TPU programs are XLA's throughout (``lax.platform_dependent``). Reverse mode only
+    (a ``custom_vjp``): ``jax.jvp`` through it raises."""
+    return _native_conv(x, kernel, strides, pads, precision)
+
+
+def _wg_fwd(x, kernel, strides, pads, precision):
+    return _native_conv(x, kernel, strides, pads, precision), (x, kernel)
+
+
+def _wg_bwd(strides, pads, precision, res, g):
+    x, kernel = res
+    dx = jax.vjp(lambda x: _native_conv(x, kernel, strides, pads, precision), x)[1](g)[0]
+
+    def native(x, g):
+        return jax.vjp(lambda k: _native_conv(x, k, strides, pads, precision), kernel)[1](g)[0]
+
+    def shifted(x, g):
+        return weight_grad_by_shifts(x, g, kernel.shape[:2], strides, pads).astype(kernel.dtype)
+
+    return dx, lax.platform_dependent(x, g, cpu=shifted, default=native)
+
+
+conv_shifted_weight_grad.defvjp(_wg_fwd, _wg_bwd)
+
+
+# Below this product of input and output channels XLA:CPU's own kernel gradient is the
+# faster one (narrow layers: the per-tap matmuls are too thin); see the README profile.
+WIDE_LAYER = 128 * 128
+
+
+class ShiftedWeightGradConv(nn.Module):
+    """``nn.Conv`` for 2-D NHWC with one group and no dilation (the parameters, names and
+    initializers are ``nn.Conv``'s), computed by :func:`conv_shifted_weight_grad` when
+    ``in_features * features >= min_channel_product`` (default :data:`WIDE_LAYER`), else
+    as ``nn.Conv`` computes it."""
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Any = 1
+    padding: Any = "SAME"
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Any = nn.linear.default_kernel_init
+    bias_init: Any = nn.initializers.zeros_init()
+    min_channel_product: int | None = None  # None: WIDE_LAYER
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = tuple(self.kernel_size)
+        if x.ndim != 4 or len(k) != 2:
+            raise ValueError(f"ShiftedWeightGradConv is 2-D NHWC only, got input {x.shape}")
+        strides = tuple(self.strides) if isinstance(self.strides, Sequence) else (self.strides,) * 2
+        kernel = self.param("kernel", self.kernel_init, (*k, x.shape[-1], self.features),
+                            self.param_dtype)  # fmt: skip
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        pads = tuple(tuple(p) for p in _pairs(self.padding, k, strides, x.shape[1:3]))
+        wide = WIDE_LAYER if self.min_channel_product is None else self.min_channel_product
+        if x.shape[-1] * self.features >= wide:
+            y = conv_shifted_weight_grad(x, kernel, strides, pads, self.precision)
+        else:
+            y = _native_conv(x, kernel, strides, pads, self.precision)
+        return y + bias if bias is not None else y
+
+
 _CONV_FIELDS = tuple(f.name for f in dataclasses.fields(nn.Conv) if f.init)
+
+
+def _conv_weight_grad(*args: Any, **kwargs: Any) -> nn.Module:
+    """A ``ModuleDef`` taking ``nn.Conv``'s arguments: plain 2-D calls (one group, no
+    dilation, no other option) get :class:`ShiftedWeightGradConv`, others ``nn.Conv``."""
+    named = {**dict(zip(_CONV_FIELDS, args, strict=False)), **kwargs}
+    kernel_size = named.get("kernel_size", ())
+    two_d = len(tuple(kernel_size)) == 2 if isinstance(kernel_size, Sequence) else False
+    own = {f.name for f in dataclasses.fields(ShiftedWeightGradConv)} - {"min_channel_product"}
+    other = {k: v for k, v in named.items() if k not in own}
+    if two_d and all(v in (None, 1) for v in other.values()):
+        return ShiftedWeightGradConv(**{k: v for k, v in named.items() if k in own})
+    return nn.Conv(*args, **kwargs)
 
 
 def _conv(*args: Any, **kwargs: Any) -> nn.Module:
@@ -181,29 +296,48 @@ def _conv(*args: Any, **kwargs: Any) -> nn.Module:
     return nn.Conv(*args, **kwargs)
 
 
-def shifted_depthwise(model: nn.Module) -> nn.Module:
-    """``model`` (unbound) with every ``nn.Conv`` constructor field, at any depth of
-    submodule fields, replaced by one that routes depthwise convolutions to
-    :class:`ShiftedDepthwiseConv`. The variables of ``model`` apply unchanged."""
+def _swap_conv(model: nn.Module, constructor: Any) -> nn.Module:
     changes = {}
     for f in dataclasses.fields(model):
         if f.name in ("parent", "name"):
             continue
         value = getattr(model, f.name)
         if value is nn.Conv:
-            changes[f.name] = _conv
+            changes[f.name] = constructor
         elif isinstance(value, nn.Module):
-            changed = shifted_depthwise(value)
+            changed = _swap_conv(value, constructor)
             if changed is not value:
                 changes[f.name] = changed
     return model.clone(**changes) if changes else model
 
 
+def shifted_depthwise(model: nn.Module) -> nn.Module:
+    """``model`` (unbound) with every ``nn.Conv`` constructor field, at any depth of
+    submodule fields, replaced by one that routes depthwise convolutions to
+    :class:`ShiftedDepthwiseConv`. The variables of ``model`` apply unchanged."""
+    return _swap_conv(model, _conv)
+
+
+def shifted_weight_grad(model: nn.Module) -> nn.Module:
+    """``model`` (unbound) with every ``nn.Conv`` constructor field replaced by one that
+    routes plain 2-D convolutions to :class:`ShiftedWeightGradConv`: on CPU the kernel
+    gradients of wide layers (:data:`WIDE_LAYER`) are per-tap matmuls, where XLA:CPU's own
+    kernel-gradient convolution is slow (the README's per-op profile). Same variables,
+    same forward program; for training (reverse mode): ``jax.jvp`` through wide layers
+    raises. Not combined
+    with :func:`shifted_depthwise` (each swaps the plain ``nn.Conv`` fields)."""
+    return _swap_conv(model, _conv_weight_grad)
+
+
 __all__ = [
     "ShiftedDepthwiseConv",
+    "ShiftedWeightGradConv",
+    "conv_shifted_weight_grad",
     "depthwise_by_shifts",
     "devices_for",
     "shifted_depthwise",
+    "shifted_weight_grad",
     "split_cores",
     "usable_cores",
+    "weight_grad_by_shifts",
 ]

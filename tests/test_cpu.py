@@ -137,15 +137,92 @@ def test_models_without_depthwise_convolutions_trace_the_same_program():
     assert str(a) == str(b)  # ... for a constructor that builds the same nn.Conv
 
 
+@pytest.mark.parametrize("swap", [cpu.shifted_depthwise, cpu.shifted_weight_grad])
 @pytest.mark.parametrize("name", sorted(models.REGISTRY))
-def test_every_registered_model_builds_with_it(name):
+def test_every_registered_model_builds_with_it(name, swap):
     # Positional nn.Conv arguments (AlexNet's strides, ResNet's) go through unchanged.
     model = models.create(name, num_classes=5)
     x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
     a = jax.eval_shape(model.init, jax.random.key(0), x)
-    b = jax.eval_shape(cpu.shifted_depthwise(model).init, jax.random.key(0), x)
+    b = jax.eval_shape(swap(model).init, jax.random.key(0), x)
     assert jax.tree.structure(a) == jax.tree.structure(b)
     assert jax.tree.leaves(a) == jax.tree.leaves(b)
+
+
+def _conv(x, w, strides, pads):
+    return lax.conv_general_dilated(
+        x, w, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=lax.Precision.HIGHEST,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "size,k,stride,pads",
+    [((9, 9), 3, 1, ((1, 1), (1, 1))), ((10, 7), 3, 2, ((0, 1), (1, 1))),
+     ((8, 8), 1, 1, ((0, 0), (0, 0))), ((11, 12), 5, 2, ((2, 0), (1, 3)))],
+)  # fmt: skip
+def test_weight_grad_by_shifts_equals_the_convolutions_own(size, k, stride, pads):
+    rng = np.random.default_rng(k * 10 + stride)
+    x = jnp.asarray(rng.standard_normal((3, *size, 4), np.float32))
+    w = jnp.asarray(rng.standard_normal((k, k, 4, 5), np.float32))
+    y, vjp = jax.vjp(lambda w: _conv(x, w, (stride, stride), pads), w)
+    g = jnp.asarray(rng.standard_normal(y.shape, np.float32))
+    ref = vjp(g)[0]  # XLA's transpose of the convolution in the kernel
+    got = cpu.weight_grad_by_shifts(x, g, (k, k), (stride, stride), pads)
+    assert got.shape == w.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
+
+
+def test_shifted_weight_grad_trains_as_the_native_model(monkeypatch):
+    monkeypatch.setattr(cpu, "WIDE_LAYER", 1)  # every layer
+    model = models.create("tiny_gap", num_classes=4)
+    swapped = cpu.shifted_weight_grad(model)
+    x = jnp.asarray(np.random.default_rng(5).standard_normal((4, 16, 16, 3), np.float32))
+    v = jax.jit(model.init)(jax.random.key(0), x)
+    v2 = jax.jit(swapped.init)(jax.random.key(0), x)
+    for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(v2), strict=True):
+        np.testing.assert_array_equal(a, b)  # same names, shapes and initial values
+
+    def grads(m):
+        def loss(p):
+            (logits, _), _ = m.apply({**v, "params": p}, x, train=True, mutable=["batch_stats"])
+            return jnp.sum(jnp.sin(logits))
+
+        return jax.jit(jax.value_and_grad(loss))(v["params"])
+
+    (la, ga), (lb, gb) = grads(model), grads(swapped)
+    np.testing.assert_allclose(lb, la, rtol=1e-5)  # the forward program is the same
+    for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(a)) + 1))
+    with pytest.raises(TypeError, match="custom_vjp"):  # reverse mode only, as documented
+        jax.jvp(lambda x: swapped.apply(v, x)[0], (x,), (x,))
+
+
+def test_shifted_weight_grad_reaches_only_cpu_programs(monkeypatch):
+    monkeypatch.setattr(cpu, "WIDE_LAYER", 1)
+    model = cpu.shifted_weight_grad(models.create("tiny_gap", num_classes=3, batch_norm=False))
+    x = jnp.zeros((2, 8, 8, 3))
+    v = jax.jit(model.init)(jax.random.key(0), x)
+    fn = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x)[0])))
+    convs = sum(leaf.ndim == 4 for leaf in jax.tree.leaves(v["params"]))  # 3x3 kernels
+    texts = {p: jax.export.export(fn, platforms=(p,))(v["params"]).mlir_module()
+             for p in ("cpu", "cuda", "tpu")}  # fmt: skip
+    dots = {p: t.count("stablehlo.dot_general") for p, t in texts.items()}
+    assert dots["cuda"] == dots["tpu"]
+    assert dots["cpu"] - dots["cuda"] == 9 * convs  # one matmul per 3x3 tap, CPU only
+
+
+def test_narrow_layers_keep_xlas_kernel_gradient(monkeypatch):
+    model = cpu.shifted_weight_grad(models.create("tiny_gap", num_classes=3, batch_norm=False))
+    x = jnp.zeros((2, 8, 8, 3))
+    v = jax.eval_shape(model.init, jax.random.key(0), x)
+
+    def traced():
+        return str(jax.make_jaxpr(lambda v, x: model.apply(v, x))(v, x))
+
+    assert "custom_vjp" not in traced()  # tiny_gap's widest layer, 64 x 128, is narrow
+    monkeypatch.setattr(cpu, "WIDE_LAYER", 64 * 128)
+    assert traced().count("custom_vjp") == 1  # now the head conv is wide
 
 
 class _Grouped(nn.Module):
