@@ -19,6 +19,8 @@ normalisation, boxes) on the forward's real outputs; their ``ratio`` is
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import jax
@@ -27,6 +29,9 @@ import jax.numpy as jnp
 import camjax
 from camjax import models
 from camjax.localize import LocalizeSpec, localize_features
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fair  # noqa: E402
 
 DEFAULT_SIZES = {"tiny_gap": 64, "vgg16_gap": 224}
 
@@ -95,6 +100,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=None, help="input side (default per model)")
     p.add_argument("--num-classes", type=int, default=1000)
     args = p.parse_args()
+    check = fair.LoadCheck().start()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, {jax.devices()[0]}")
     header = f"{'model':<10} {'size':>4} {'batch':>5}  {'variant':<26} {'img/s':>9} "
@@ -110,6 +116,8 @@ def main() -> None:
         for row in bench_model(name, size, batch_sizes, args.reps, args.num_classes):
             m, s, b, key, ips, t, ratio = row
             print(f"{m:<10} {s:>4} {b:>5}  {key:<26} {ips:>9.1f} {t:>8.4f} {ratio:>6.3f}")
+
+    print(fair.verdict_line(check.finish()))
 
 
 if __name__ == "__main__":

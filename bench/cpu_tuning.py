@@ -14,6 +14,8 @@ having if every row's ratio is above 1.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import jax
@@ -22,6 +24,9 @@ import numpy as np
 from jax import lax
 
 from camjax import cpu, models
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fair  # noqa: E402
 
 # (input side, channels, kernel, stride) of Lite0's depthwise convolutions at 224.
 SHAPES = [
@@ -96,6 +101,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--network-batch", type=int, default=16)
     a = p.parse_args()
+    check = fair.LoadCheck().start()
     print(f"batch {a.batch}; times in ms, best of 5; ratio = native / shifted (> 1: faster)")
     head = "| side x channels, k/s | forward native | shifted | ratio | fwd+bwd native"
     print(head + " | shifted | ratio |")
@@ -114,6 +120,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     print(f"| forward (eval) | {n[0]:.1f} | {n[1]:.1f} | {n[0] / n[1]:.1f}x |")
     print(f"| gradient (train mode) | {n[2]:.1f} | {n[3]:.1f} | {n[2] / n[3]:.1f}x |")
+
+    print(fair.verdict_line(check.finish()))
 
 
 if __name__ == "__main__":

@@ -19,12 +19,17 @@ called plainly.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fair  # noqa: E402
 
 
 def _time(fn: Callable[[], object]) -> tuple[float, float]:
@@ -47,6 +52,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--method", default="gradcam")
     args = p.parse_args()
+    check = fair.LoadCheck().start()
 
     import camjax
     from camjax import models
@@ -87,6 +93,8 @@ def main() -> None:
         ret = statistics.median(r for r, _ in ts)
         med = statistics.median(t for _, t in ts)
         print(f"| {name:<48} | {ret * 1e3:16.1f} | {med * 1e3:9.1f} | {med / base:9.2f} |")
+
+    print(fair.verdict_line(check.finish()))
 
 
 if __name__ == "__main__":

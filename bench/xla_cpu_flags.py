@@ -18,6 +18,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fair  # noqa: E402
+
 FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 
 CHILD = r"""
@@ -61,6 +64,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
     args = ap.parse_args()
+    check = fair.LoadCheck().start()
     rows = []
     for _ in range(args.rounds):
         rows.append((run(False, args.steps), run(True, args.steps)))
@@ -71,6 +75,8 @@ def main() -> None:
         flagged = np.median([b[key] for _, b in rows])
         ratio = np.median([b[key] / a[key] for a, b in rows])
         print(f"| {key} | {base:.1f} | {flagged:.1f} | {ratio:.2f}x |")
+
+    print(fair.verdict_line(check.finish()))
 
 
 if __name__ == "__main__":
