@@ -1,6 +1,6 @@
-"""bench/accelerator.py: its FLOP counting against hand counts, its peak table, and the
-``--smoke`` run of every row (so the one-command accelerator table cannot rot before a
-GPU or TPU is there to run it)."""
+"""bench/accelerator.py: its FLOP counting (bench/mfu.py) against hand counts, its peak
+table, the fair-timing helpers (bench/fair.py), and the ``--smoke`` run of every row (so
+the one-command accelerator table cannot rot before a GPU or TPU is there to run it)."""
 
 import json
 import os
@@ -14,13 +14,13 @@ import pytest
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
-import accelerator  # noqa: E402
 import fair  # noqa: E402
+import mfu  # noqa: E402
 
 
 def test_flops_of_a_dense_layer_equal_the_hand_count():
     m, k, n = 8, 16, 4
-    flops = accelerator.compiled_flops(lambda a, b: a @ b, jnp.ones((m, k)), jnp.ones((k, n)))
+    flops = mfu.compiled_flops(lambda a, b: a @ b, jnp.ones((m, k)), jnp.ones((k, n)))
     assert flops == 2 * m * k * n
 
 
@@ -34,23 +34,23 @@ def test_flops_of_a_convolution_equal_the_hand_count():
 
     x, kernel = jnp.ones((b, h, w, cin)), jnp.ones((kh, kh, cin, cout))
     ho, wo = h - kh + 1, w - kh + 1
-    assert accelerator.compiled_flops(conv, x, kernel) == 2 * b * ho * wo * cout * cin * kh * kh
+    assert mfu.compiled_flops(conv, x, kernel) == 2 * b * ho * wo * cout * cin * kh * kh
 
 
 def test_total_flops_reads_every_cost_analysis_form():
-    assert accelerator.total_flops({"flops": 6.0, "bytes accessed": 1.0}) == 6.0
-    assert accelerator.total_flops([{"flops": 2.0}, {"flops": 3.0}]) == 5.0  # older JAX
-    assert accelerator.total_flops(None) is None
-    assert accelerator.total_flops([{}]) is None
+    assert mfu.total_flops({"flops": 6.0, "bytes accessed": 1.0}) == 6.0
+    assert mfu.total_flops([{"flops": 2.0}, {"flops": 3.0}]) == 5.0  # older JAX
+    assert mfu.total_flops(None) is None
+    assert mfu.total_flops([{}]) is None
 
 
 def test_peak_table_matches_device_kinds_most_specific_first():
-    peak, source = accelerator.peak_of("NVIDIA H100 80GB HBM3", "bfloat16")
+    peak, source = mfu.peak_of("NVIDIA H100 80GB HBM3", "bfloat16")
     assert peak == 989.5e12 and "SXM" in source
-    assert accelerator.peak_of("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12
-    assert accelerator.peak_of("NVIDIA H100 PCIe", "float32")[0] == 378e12
-    assert accelerator.peak_of("TPU v5 lite", "bfloat16")[0] == 197e12
-    assert accelerator.peak_of("cpu", "float32")[0] is None
+    assert mfu.peak_of("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12
+    assert mfu.peak_of("NVIDIA H100 PCIe", "float32")[0] == 378e12
+    assert mfu.peak_of("TPU v5 lite", "bfloat16")[0] == 197e12
+    assert mfu.peak_of("cpu", "float32")[0] is None
 
 
 def test_interleave_alternates_the_order_of_the_sides():
