@@ -220,16 +220,19 @@ def _wg_bwd(strides, pads, precision, res, g):
 conv_shifted_weight_grad.defvjp(_wg_fwd, _wg_bwd)
 
 
-# Below this product of input and output channels XLA:CPU's own kernel gradient is the
-# faster one (narrow layers: the per-tap matmuls are too thin); see the README profile.
-WIDE_LAYER = 128 * 128
+# Where the per-tap kernel gradient is used: layers at least this wide (input and output
+# channels) on maps at least this large (output pixels per image). Narrower layers or
+# smaller maps keep XLA's kernel gradient, which is as fast or faster there (the per-tap
+# matmuls get too thin); the README's per-op profile has the measurements.
+WIDE_CHANNELS = 64
+LARGE_MAP = 56 * 56
 
 
 class ShiftedWeightGradConv(nn.Module):
     """``nn.Conv`` for 2-D NHWC with one group and no dilation (the parameters, names and
-    initializers are ``nn.Conv``'s), computed by :func:`conv_shifted_weight_grad` when
-    ``in_features * features >= min_channel_product`` (default :data:`WIDE_LAYER`), else
-    as ``nn.Conv`` computes it."""
+    initializers are ``nn.Conv``'s), computed by :func:`conv_shifted_weight_grad` for wide
+    layers on large maps (:data:`WIDE_CHANNELS`, :data:`LARGE_MAP`), else as ``nn.Conv``
+    computes it."""
 
     features: int
     kernel_size: Sequence[int]
@@ -241,7 +244,6 @@ class ShiftedWeightGradConv(nn.Module):
     precision: Any = None
     kernel_init: Any = nn.linear.default_kernel_init
     bias_init: Any = nn.initializers.zeros_init()
-    min_channel_product: int | None = None  # None: WIDE_LAYER
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -258,8 +260,8 @@ class ShiftedWeightGradConv(nn.Module):
         )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         pads = tuple(tuple(p) for p in _pairs(self.padding, k, strides, x.shape[1:3]))
-        wide = WIDE_LAYER if self.min_channel_product is None else self.min_channel_product
-        if x.shape[-1] * self.features >= wide:
+        pixels = (x.shape[1] // strides[0]) * (x.shape[2] // strides[1])
+        if min(x.shape[-1], self.features) >= WIDE_CHANNELS and pixels >= LARGE_MAP:
             y = conv_shifted_weight_grad(x, kernel, strides, pads, self.precision)
         else:
             y = _native_conv(x, kernel, strides, pads, self.precision)
@@ -275,7 +277,7 @@ def _conv_weight_grad(*args: Any, **kwargs: Any) -> nn.Module:
     named = {**dict(zip(_CONV_FIELDS, args, strict=False)), **kwargs}
     kernel_size = named.get("kernel_size", ())
     two_d = len(tuple(kernel_size)) == 2 if isinstance(kernel_size, Sequence) else False
-    own = {f.name for f in dataclasses.fields(ShiftedWeightGradConv)} - {"min_channel_product"}
+    own = {f.name for f in dataclasses.fields(ShiftedWeightGradConv)}
     other = {k: v for k, v in named.items() if k not in own}
     if two_d and all(v in (None, 1) for v in other.values()):
         return ShiftedWeightGradConv(**{k: v for k, v in named.items() if k in own})
@@ -321,7 +323,7 @@ def shifted_depthwise(model: nn.Module) -> nn.Module:
 def shifted_weight_grad(model: nn.Module) -> nn.Module:
     """``model`` (unbound) with every ``nn.Conv`` constructor field replaced by one that
     routes plain 2-D convolutions to :class:`ShiftedWeightGradConv`: on CPU the kernel
-    gradients of wide layers (:data:`WIDE_LAYER`) are per-tap matmuls, where XLA:CPU's own
+    gradients of wide layers on large maps are per-tap matmuls, where XLA:CPU's own
     kernel-gradient convolution is slow (the README's per-op profile). Same variables,
     same forward program; for training (reverse mode): ``jax.jvp`` through wide layers
     raises. Not combined

@@ -174,7 +174,8 @@ def test_weight_grad_by_shifts_equals_the_convolutions_own(size, k, stride, pads
 
 
 def test_shifted_weight_grad_trains_as_the_native_model(monkeypatch):
-    monkeypatch.setattr(cpu, "WIDE_LAYER", 1)  # every layer
+    monkeypatch.setattr(cpu, "WIDE_CHANNELS", 1)  # every layer
+    monkeypatch.setattr(cpu, "LARGE_MAP", 1)
     model = models.create("tiny_gap", num_classes=4)
     swapped = cpu.shifted_weight_grad(model)
     x = jnp.asarray(np.random.default_rng(5).standard_normal((4, 16, 16, 3), np.float32))
@@ -199,7 +200,8 @@ def test_shifted_weight_grad_trains_as_the_native_model(monkeypatch):
 
 
 def test_shifted_weight_grad_reaches_only_cpu_programs(monkeypatch):
-    monkeypatch.setattr(cpu, "WIDE_LAYER", 1)
+    monkeypatch.setattr(cpu, "WIDE_CHANNELS", 1)
+    monkeypatch.setattr(cpu, "LARGE_MAP", 1)
     model = cpu.shifted_weight_grad(models.create("tiny_gap", num_classes=3, batch_norm=False))
     x = jnp.zeros((2, 8, 8, 3))
     v = jax.jit(model.init)(jax.random.key(0), x)
@@ -220,9 +222,9 @@ def test_narrow_layers_keep_xlas_kernel_gradient(monkeypatch):
     def traced():
         return str(jax.make_jaxpr(lambda v, x: model.apply(v, x))(v, x))
 
-    assert "custom_vjp" not in traced()  # tiny_gap's widest layer, 64 x 128, is narrow
-    monkeypatch.setattr(cpu, "WIDE_LAYER", 64 * 128)
-    assert traced().count("custom_vjp") == 1  # now the head conv is wide
+    assert "custom_vjp" not in traced()  # an 8 x 8 map is small
+    monkeypatch.setattr(cpu, "LARGE_MAP", 1)
+    assert traced().count("custom_vjp") == 2  # 64 -> 64 and the head's 64 -> 128 are wide
 
 
 class _Grouped(nn.Module):
