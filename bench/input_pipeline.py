@@ -179,6 +179,9 @@ def main() -> None:
             for side in ("camjax", "reference"):
                 cmd = [sys.executable, __file__, "--child", side, "--pin", str(k), *common]
                 workers[side, k] = fair.Worker(f"{side}, {k} core(s)", cmd)
+        # The workers' pipelines fill their read-ahead after warming up; let them finish
+        # before the load check times its reference loop.
+        time.sleep(15)
         check = fair.LoadCheck().start()
         fair.interleave(workers, a.rounds, warmup=0, pause=0.2)
         verdict = check.finish()
