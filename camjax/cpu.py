@@ -271,31 +271,30 @@ class ShiftedWeightGradConv(nn.Module):
 _CONV_FIELDS = tuple(f.name for f in dataclasses.fields(nn.Conv) if f.init)
 
 
-def _conv_weight_grad(*args: Any, **kwargs: Any) -> nn.Module:
-    """A ``ModuleDef`` taking ``nn.Conv``'s arguments: plain 2-D calls (one group, no
-    dilation, no other option) get :class:`ShiftedWeightGradConv`, others ``nn.Conv``."""
+def _routed(cls: type, args: tuple, kwargs: dict, grouped: bool) -> nn.Module:
+    """``cls`` for a 2-D call (grouped or not, as asked) that sets no ``nn.Conv`` option
+    ``cls`` lacks (beyond the defaults None/1); ``nn.Conv`` otherwise."""
     named = {**dict(zip(_CONV_FIELDS, args, strict=False)), **kwargs}
     kernel_size = named.get("kernel_size", ())
     two_d = len(tuple(kernel_size)) == 2 if isinstance(kernel_size, Sequence) else False
-    own = {f.name for f in dataclasses.fields(ShiftedWeightGradConv)}
+    own = {f.name for f in dataclasses.fields(cls)}
     other = {k: v for k, v in named.items() if k not in own}
-    if two_d and all(v in (None, 1) for v in other.values()):
-        return ShiftedWeightGradConv(**{k: v for k, v in named.items() if k in own})
+    wanted = named.get("feature_group_count", 1) > 1 if grouped else True
+    if two_d and wanted and all(v in (None, 1) for v in other.values()):
+        return cls(**{k: v for k, v in named.items() if k in own})
     return nn.Conv(*args, **kwargs)
+
+
+def _conv_weight_grad(*args: Any, **kwargs: Any) -> nn.Module:
+    """A ``ModuleDef`` taking ``nn.Conv``'s arguments: plain 2-D calls (one group, no
+    dilation, no other option) get :class:`ShiftedWeightGradConv`, others ``nn.Conv``."""
+    return _routed(ShiftedWeightGradConv, args, kwargs, grouped=False)
 
 
 def _conv(*args: Any, **kwargs: Any) -> nn.Module:
     """A ``ModuleDef`` taking ``nn.Conv``'s arguments (positional ones in its field order):
     grouped 2-D calls get :class:`ShiftedDepthwiseConv`, every other one ``nn.Conv``."""
-    named = {**dict(zip(_CONV_FIELDS, args, strict=False)), **kwargs}
-    kernel_size = named.get("kernel_size", ())
-    two_d = len(tuple(kernel_size)) == 2 if isinstance(kernel_size, Sequence) else False
-    grouped = named.get("feature_group_count", 1) > 1 and two_d
-    own = {f.name for f in dataclasses.fields(ShiftedDepthwiseConv)}
-    other = {k: v for k, v in named.items() if k not in own}
-    if grouped and all(v in (None, 1) for v in other.values()):
-        return ShiftedDepthwiseConv(**{k: v for k, v in named.items() if k in own})
-    return nn.Conv(*args, **kwargs)
+    return _routed(ShiftedDepthwiseConv, args, kwargs, grouped=True)
 
 
 def _swap_conv(model: nn.Module, constructor: Any) -> nn.Module:
